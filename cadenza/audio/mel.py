@@ -1,0 +1,138 @@
+"""The canonical mel spectrogram and its Griffin-Lim inverse (the no-training baseline vocoder).
+
+Canonical mel config (shared by the vocoder, the generator and the data cache):
+
+- 22.05 kHz mono, n_fft = win = 1024 (46 ms Hann window), hop 256 (≈ 86 frames/s), centred
+  frames with reflect padding, so ``T = n_samples // 256 + 1``;
+- 128 Slaney-normalised mel bands from 0 Hz to 11.025 kHz (the full band: music has
+  energy above the 8 kHz speech vocoders stop at);
+- magnitude (not power) mel, compressed as ``log(clamp(mel, 1e-5))`` — the Vocos/HiFi-GAN
+  convention, so values lie in about [-11.5, 4].
+
+The generator rescales this log-mel to [-1, 1] with fixed constants (see ``normalize_log_mel``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+import torch
+from torch import nn
+
+from cadenza.audio.format import HOP_LENGTH, SAMPLE_RATE
+from cadenza.errors import CadenzaError
+
+LOG_FLOOR = 1e-5
+LOG_MEL_MIN = float(np.log(LOG_FLOOR))  # ≈ -11.51: digital silence
+LOG_MEL_MAX = 3.0  # a full-scale tone lands near 2–3 in a 1024-point magnitude STFT
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Hyper-parameters of the mel front end; saved beside every model that reads mels."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = HOP_LENGTH
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float = SAMPLE_RATE / 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MelConfig":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class MelSpectrogram(nn.Module):
+    """Batched waveform → log-magnitude mel: (B, N) or (N,) → (B, n_mels, T) or (n_mels, T)."""
+
+    def __init__(self, config: MelConfig = MelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        fb = librosa.filters.mel(
+            sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min, fmax=config.f_max
+        )
+        self.register_buffer("mel_basis", torch.from_numpy(fb).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
+
+    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
+        """Linear STFT magnitude (B, n_fft//2+1, T)."""
+        c = self.config
+        spec = torch.stft(
+            audio, c.n_fft, c.hop_length, c.win_length, self.window, center=True, pad_mode="reflect", return_complex=True
+        )
+        return spec.abs()
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        squeeze = audio.dim() == 1
+        if squeeze:
+            audio = audio.unsqueeze(0)
+        if audio.dim() != 2:
+            raise CadenzaError(f"mel front end expects (batch, samples) audio, got shape {tuple(audio.shape)}")
+        if audio.shape[-1] <= self.config.n_fft // 2:
+            raise CadenzaError(
+                f"audio too short for a spectrogram: {audio.shape[-1]} samples",
+                f"give at least {self.config.n_fft // 2 + 1} samples ({(self.config.n_fft // 2 + 1) / self.config.sample_rate:.3f} s)",
+            )
+        mel = torch.matmul(self.mel_basis, self.magnitude(audio.float()))
+        logmel = torch.log(torch.clamp(mel, min=LOG_FLOOR))
+        return logmel.squeeze(0) if squeeze else logmel
+
+
+def normalize_log_mel(logmel: torch.Tensor) -> torch.Tensor:
+    """Map log-mel to about [-1, 1] with fixed constants (for diffusion models)."""
+    return (logmel - LOG_MEL_MIN) / (LOG_MEL_MAX - LOG_MEL_MIN) * 2 - 1
+
+
+def denormalize_log_mel(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``normalize_log_mel``."""
+    return (x + 1) / 2 * (LOG_MEL_MAX - LOG_MEL_MIN) + LOG_MEL_MIN
+
+
+def griffin_lim(
+    logmel: torch.Tensor, config: MelConfig = MelConfig(), n_iter: int = 32, momentum: float = 0.99, seed: int = 0
+) -> torch.Tensor:
+    """Invert a log-mel with the fast Griffin-Lim algorithm (Perraudin et al. 2013).
+
+    The mel magnitude is first mapped back to a linear magnitude with the non-negative
+    least-squares-like pseudo-inverse of the filter bank (clamped at zero), then phase is
+    estimated iteratively. (B, n_mels, T) → (B, hop * (T - 1)).
+    """
+    squeeze = logmel.dim() == 2
+    if squeeze:
+        logmel = logmel.unsqueeze(0)
+    if logmel.dim() != 3 or logmel.shape[1] != config.n_mels:
+        raise CadenzaError(
+            f"expected a log-mel of shape (batch, {config.n_mels}, frames), got {tuple(logmel.shape)}",
+            "compute it with cadenza.audio.MelSpectrogram",
+        )
+    fb = torch.from_numpy(
+        librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min, fmax=config.f_max)
+    ).to(logmel)
+    mel = torch.exp(logmel)
+    mag = torch.clamp(torch.linalg.pinv(fb) @ mel, min=0.0)
+    window = torch.hann_window(config.win_length, device=logmel.device, dtype=logmel.dtype)
+    length = config.hop_length * (logmel.shape[-1] - 1)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    angles = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=gen)).to(logmel.device)
+    prev = torch.zeros_like(angles)
+
+    def istft(spec: torch.Tensor) -> torch.Tensor:
+        return torch.istft(spec, config.n_fft, config.hop_length, config.win_length, window, center=True, length=length)
+
+    def stft(wave: torch.Tensor) -> torch.Tensor:
+        return torch.stft(wave, config.n_fft, config.hop_length, config.win_length, window, center=True, return_complex=True)
+
+    for _ in range(n_iter):
+        rebuilt = stft(istft(mag * angles))
+        new = rebuilt - (momentum / (1 + momentum)) * prev
+        angles = new / torch.clamp(new.abs(), min=1e-8)
+        prev = rebuilt
+    wave = istft(mag * angles)
+    return wave.squeeze(0) if squeeze else wave
