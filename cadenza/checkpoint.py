@@ -1,0 +1,65 @@
+"""Model folders: ``model.safetensors`` + ``config.json``, written atomically, read without pickle.
+
+Every trained Cadenza model (vocoder, generator, beat tracker, CLAP) is a folder holding its
+weights and the config it was built from, so ``load_model_folder`` can rebuild it anywhere and
+nothing untrusted is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cadenza.config import write_json_atomic
+from cadenza.errors import CadenzaError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def save_safetensors_atomic(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """safetensors via temp file + rename; tensors are made contiguous and detached first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_model_folder(folder: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict) -> Path:
+    """Write weights then config (the config last, so a folder with a config is complete)."""
+    folder = Path(folder)
+    save_safetensors_atomic(folder / WEIGHTS_NAME, state_dict)
+    write_json_atomic(folder / CONFIG_NAME, config)
+    return folder
+
+
+def load_model_folder(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read (state_dict, config) from a model folder, with clear errors when files are missing or damaged."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CadenzaError(f"{folder}: no such model folder", "pass a folder holding model.safetensors and config.json")
+    weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    for path in (weights, config_path):
+        if not path.exists():
+            raise CadenzaError(f"{folder}: missing {path.name}", "the checkpoint is incomplete; re-export or re-train it")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CadenzaError(f"{config_path}: invalid JSON ({exc.msg})") from None
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise CadenzaError(f"{weights}: cannot read weights ({exc})", "the file is corrupt or truncated") from None
+    return state, config
