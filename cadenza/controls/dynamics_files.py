@@ -188,15 +188,15 @@ def dynamics_shape(
         raise CadenzaError(f"{where}: end must be a finite number, got {end!r}")
     if start < 0:
         raise CadenzaError(f"{where}: start {fmt_number(start)} s is negative", "times are seconds from the start of the clip")
-    if end <= start:
-        raise CadenzaError(f"{where}: end {fmt_number(end)} s is not after start {fmt_number(start)} s", "give start < end")
     f0 = int(first_frame_at_or_after(start))
-    f1 = min(int(last_frame_at_or_before(end)), T - 1)
     if f0 >= T:
         raise CadenzaError(
             f"{where}: starts at {fmt_number(start)} s, after the end of the clip ({fmt_number(clip_end)} s)",
             "give a start inside the clip or a longer duration",
         )
+    if end <= start:
+        raise CadenzaError(f"{where}: end {fmt_number(end)} s is not after start {fmt_number(start)} s", "give start < end")
+    f1 = min(int(last_frame_at_or_before(end)), T - 1)
     if f1 < f0:
         raise CadenzaError(f"{where}: the span {fmt_number(start)}-{fmt_number(end)} s covers no frame", "make the span longer")
     frames = np.arange(f0, f1 + 1)

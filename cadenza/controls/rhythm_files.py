@@ -156,6 +156,12 @@ def stretch_rhythm(template: ControlSet | np.ndarray, factor: float, n_frames: i
     stretched = np.stack([quantize(beats[:, 0] * factor), beats[:, 1]], axis=1)
     if n_frames is None and duration is None and isinstance(template, ControlSet):
         n_frames = template.n_frames
+    if n_frames is not None or duration is not None:
+        # beats a slower stretch pushes past the clip's end are expected, not worth a warning
+        T = resolve_frames(n_frames, duration, "rhythm stretch")
+        inside = time_to_frame(stretched[:, 0]) < T
+        stretched = stretched[inside] if inside.sum() >= 2 else stretched
+        n_frames, duration = T, None
     return rhythm_from_beats(stretched, n_frames, f"rhythm stretched {fmt_number(factor)}x", duration)
 
 
