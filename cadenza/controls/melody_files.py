@@ -132,14 +132,20 @@ def midi_top_line(path: str | os.PathLike, until: float | None = None) -> np.nda
     if not notes:
         raise CadenzaError(f"{path}: no pitched notes (only drums or an empty file)", "use a MIDI file with a melody track")
     ev = np.asarray(sorted(notes), dtype=np.float64)  # sorted by start, then end, then pitch
+    n = len(ev)
     bounds = np.unique(np.concatenate([ev[:, 0], ev[:, 1]]))
     lo, hi = bounds[:-1], bounds[1:]
-    active = (ev[None, :, 0] <= lo[:, None]) & (ev[None, :, 1] >= hi[:, None])  # (spans, notes)
-    # highest pitch wins; among equal pitches the earliest-starting note (smallest index)
-    score = np.where(active, ev[None, :, 2] * (len(ev) + 1) - np.arange(len(ev))[None, :], -np.inf)
-    top = np.argmax(score, axis=1)
-    sounding = active.any(axis=1)
-    lo, hi, top = lo[sounding], hi[sounding], top[sounding]
+    # each note covers the elementary spans [first, last); expand those (note, span) pairs
+    first = np.searchsorted(bounds, ev[:, 0])
+    count = np.searchsorted(bounds, ev[:, 1]) - first
+    note_of = np.repeat(np.arange(n), count)
+    span_of = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(first, count)
+    # priority: higher pitch wins; among equal pitches the earliest-starting note (smallest index)
+    priority = ev[:, 2].astype(np.int64) * (n + 1) + (n - 1 - np.arange(n))
+    best = np.full(len(lo), -1, dtype=np.int64)
+    np.maximum.at(best, span_of, priority[note_of])
+    sounding = best >= 0
+    lo, hi, top = lo[sounding], hi[sounding], (n - 1) - best[sounding] % (n + 1)
     # join consecutive spans of the same note
     new = np.ones(len(top), dtype=bool)
     new[1:] = (top[1:] != top[:-1]) | (lo[1:] != hi[:-1])

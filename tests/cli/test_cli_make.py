@@ -120,6 +120,13 @@ def test_make_all_npz_and_folder(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert set(back.dynamics[back.dynamics_mask > 0]) == {-20.0}
 
 
+def test_make_reports_ignored_notes_as_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out = make(["melody", "--notes", "C4:1 R:10 D4:1", "--duration", "2", "--out", str(tmp_path / "m.csv")], capsys)
+    assert code == 0, out
+    assert "warning:" in out and "1 note(s) start after the end of the clip" in out
+    assert (tmp_path / "m.csv").read_text() == "start,end,pitch\n0,0.5,C4\n"
+
+
 @pytest.mark.parametrize(
     "args, problem",
     [

@@ -203,6 +203,19 @@ def test_midi_highest_note_wins_and_drums_are_ignored(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back.melody, cs.melody)
 
 
+def test_midi_top_line_matches_a_brute_force_per_frame(tmp_path: Path, rng: np.random.Generator) -> None:
+    starts = rng.uniform(0, 4, 40)
+    notes = [(int(p), float(s), float(s + d)) for p, s, d in zip(rng.integers(40, 80, 40), starts, rng.uniform(0.05, 1.0, 40))]
+    path = _midi(tmp_path / "poly.mid", notes)
+    cs = read_melody(path, T6)
+    read_back = [(n.pitch, n.start, n.end) for n in pretty_midi.PrettyMIDI(str(path)).instruments[0].notes]
+    p, s, e = (np.array(x) for x in zip(*read_back))
+    t = np.arange(T6)[:, None] / FRAME_RATE
+    sounding = (s[None] <= t) & (t < e[None])
+    top = np.where(sounding.any(axis=1), np.where(sounding, p[None], -1).max(axis=1) % 12, -1)
+    np.testing.assert_array_equal(cs.pitch_classes(), top)
+
+
 def test_midi_errors(tmp_path: Path) -> None:
     with pytest.raises(CadenzaError, match="no pitched notes"):
         read_melody(_midi(tmp_path / "drums.mid", [], drums=[(36, 0, 1)]), 100)
