@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cadenza.controls._csvio import FORMAT_VERSION, ControlFileWarning, resolve_frames
+from cadenza.controls._csvio import FORMAT_VERSION, ControlFileWarning, resolve_frames, warn
 from cadenza.controls.base import ControlSet
 from cadenza.controls.dynamics_files import (
     CURVES,
@@ -27,6 +27,7 @@ from cadenza.controls.dynamics_files import (
     FADE_FLOOR_DB,
     SHAPES,
     dynamics_from_points,
+    dynamics_rows,
     dynamics_shape,
     parse_dynamics_csv,
     parse_shape_spec,
@@ -37,6 +38,7 @@ from cadenza.controls.melody_files import (
     MELODY_HEADER,
     MIDI_EXTENSIONS,
     melody_from_notes,
+    melody_rows,
     midi_top_line,
     parse_melody_csv,
     read_melody_csv,
@@ -52,6 +54,7 @@ from cadenza.controls.rhythm_files import (
     read_rhythm_csv,
     rhythm_from_beats,
     rhythm_from_bpm,
+    rhythm_rows,
     stretch_rhythm,
     write_rhythm_csv,
 )
@@ -132,19 +135,29 @@ def read_rhythm(path: str | os.PathLike, n_frames: int | None = None, *, duratio
 
 
 _WRITERS = {"melody": write_melody_csv, "dynamics": write_dynamics_csv, "rhythm": write_rhythm_csv}
+_ROWS = {"melody": melody_rows, "dynamics": dynamics_rows, "rhythm": rhythm_rows}
+_EVENT_WORDS = {"melody": "notes", "dynamics": "levels", "rhythm": "beats"}
 _READERS = {"melody": read_melody_csv, "dynamics": read_dynamics_csv, "rhythm": read_rhythm_csv}
 
 
 def save_csvs(cs: ControlSet, folder: str | os.PathLike) -> list[Path]:
     """Write ``melody.csv``, ``dynamics.csv`` and ``rhythm.csv`` into ``folder`` for the controls that are given.
 
-    Returns the paths written (possibly none). Each write is atomic.
+    Returns the paths written (possibly none). A control that is given but has nothing a CSV
+    can hold (no voiced frame, no beat) is skipped with a ``ControlFileWarning``. Each write
+    is atomic.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CadenzaError(f"{folder}: exists and is not a folder", "give a folder path for the CSV files")
     folder.mkdir(parents=True, exist_ok=True)
-    return [_WRITERS[name](cs, folder / CSV_NAMES[name]) for name in cs.given()]
+    written = []
+    for name in cs.given():
+        if len(_ROWS[name](cs)) == 0:  # e.g. a melody extracted from silence: given, but no note to write
+            warn(f"{folder / CSV_NAMES[name]}: the {name} is given but holds no {_EVENT_WORDS[name]}; not written")
+            continue
+        written.append(_WRITERS[name](cs, folder / CSV_NAMES[name]))
+    return written
 
 
 def load_csvs(folder: str | os.PathLike, n_frames: int | None = None, *, duration: float | None = None) -> ControlSet:

@@ -73,11 +73,14 @@ def parse_rhythm_csv(path: str | os.PathLike) -> np.ndarray:
 
 
 def rhythm_from_beats(beats: np.ndarray, n_frames: int | None = None, source: str = "rhythm", duration: float | None = None) -> ControlSet:
-    """Beats (K, 2) ``time, downbeat`` (strictly increasing, K ≥ 2) → a rhythm-only ``ControlSet``."""
+    """Beats (K, 2) ``time, downbeat`` (strictly increasing) → a rhythm-only ``ControlSet``.
+
+    A single beat has no period, so its mask covers just its activation (the beat's frame ± 1).
+    """
     beats = np.asarray(beats, dtype=np.float64).reshape(-1, 2)
-    if len(beats) < 2:
-        raise CadenzaError(f"{source}: {len(beats)} beat(s); a rhythm needs at least two so its tempo is defined", "list at least two beats")
-    period = float(np.median(np.diff(beats[:, 0])))
+    if len(beats) == 0:
+        raise CadenzaError(f"{source}: no beats", "list at least one beat (two or more to set a tempo)")
+    period = float(np.median(np.diff(beats[:, 0]))) if len(beats) > 1 else 2 * BEAT_WIDTH_FRAMES / FRAME_RATE
     last = int(time_to_frame(beats[-1, 0] + period / 2))
     T = resolve_frames(n_frames, duration, source, fallback=last + 1)
     beat_frames = time_to_frame(beats[:, 0])

@@ -338,6 +338,24 @@ def test_stretch_template() -> None:
             stretch_rhythm(base, bad)
 
 
+def test_single_beat_gives_only_its_own_activation(tmp_path: Path) -> None:
+    cs = read_rhythm(_write(tmp_path, "r.csv", "time,downbeat\n1,1\n"), T6)
+    f = int(np.rint(FRAME_RATE))
+    assert list(np.flatnonzero(cs.rhythm_mask)) == [f - 1, f, f + 1]
+    assert cs.rhythm[f, 0] == 1 and cs.rhythm[f, 1] == 1
+
+
+def test_save_csvs_skips_a_given_control_with_nothing_to_write(tmp_path: Path) -> None:
+    # as extraction produces for silence: melody given but unvoiced everywhere, rhythm given with no beat
+    T = 40
+    ones = np.ones(T, np.float32)
+    cs = ControlSet(T, np.zeros((T, 12), np.float32), ones, ones * -100, ones, np.zeros((T, 2), np.float32), ones)
+    with pytest.warns(ControlFileWarning) as record:
+        written = save_csvs(cs, tmp_path)
+    assert [p.name for p in written] == ["dynamics.csv"]
+    assert {str(w.message).split(": the ")[1].split(" is")[0] for w in record} == {"melody", "rhythm"}
+
+
 @pytest.mark.parametrize("bpm, problem", [(0, "positive"), (-60, "positive"), (500, "absurd")])
 def test_bad_bpm(bpm: float, problem: str) -> None:
     with pytest.raises(CadenzaError, match=problem):
@@ -380,7 +398,7 @@ def test_unknown_meter(meter: str) -> None:
         ("dynamics.csv", "time,db\n0,loud\n", r"line 2: db 'loud' is not a number"),
         ("rhythm.csv", "time,downbeat\n0,1\n0.5,2\n", r"line 3: downbeat must be 0 or 1"),
         ("rhythm.csv", "time,downbeat\n0,1\n0.5,0\n0.5,0\n", r"line 4: beat times out of order"),
-        ("rhythm.csv", "time,downbeat\n0,1\n", r"at least two"),
+        ("rhythm.csv", "time,downbeat\n-0.5,1\n0,0\n", r"line 2: time -0.5 s is negative"),
         ("rhythm.csv", "time,beat\n0,1\n", r"line 1: wrong or missing header"),
         ("rhythm.csv", "time,downbeat\n0,inf\n", r"line 2: downbeat is inf"),
     ],
