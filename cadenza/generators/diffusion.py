@@ -1,0 +1,152 @@
+"""Noise schedules, the training loss and the sampler (DDIM / DPM-Solver++, CFG, inpainting).
+
+Choices (documented in the model card):
+
+- training noise from diffusers' ``DDPMScheduler`` with the cosine schedule
+  (``squaredcos_cap_v2``, 1000 steps) and **v-prediction**: v stays well scaled at both ends of
+  the cosine schedule (ε-prediction is ill-conditioned near t = T where the signal is gone),
+  and it samples better in few steps;
+- sampling with diffusers' ``DDIMScheduler`` (η = 0) or ``DPMSolverMultistepScheduler``
+  (``dpmsolver++``, 2nd order), "trailing" timestep spacing so the first step starts from pure
+  noise at t = 999;
+- classifier-free guidance on text in one doubled batch;
+- inpainting/continuation by replacement (RePaint without resampling): after every step the
+  known frames are overwritten with the known clean mel noised to the next timestep, and with
+  the clean mel itself after the last step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from cadenza.conditioning.cfg import guide, with_unconditional
+from cadenza.conditioning.controls import empty_controls, pad_controls
+from cadenza.conditioning.text import TextEmbedding
+from cadenza.errors import CadenzaError
+from cadenza.generators.controlnet import MusicControlNet
+
+SAMPLERS = ("dpmsolver++", "ddim")
+DEFAULT_DIFFUSION = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
+
+
+def _schedule_kwargs(diffusion: dict | None) -> dict:
+    cfg = {**DEFAULT_DIFFUSION, **(diffusion or {})}
+    if cfg["prediction_type"] not in ("v_prediction", "epsilon"):
+        raise CadenzaError(f"diffusion.prediction_type '{cfg['prediction_type']}' unsupported", "use v_prediction or epsilon")
+    return {k: cfg[k] for k in DEFAULT_DIFFUSION}
+
+
+def make_noise_scheduler(diffusion: dict | None = None):
+    """The training-time forward process."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**_schedule_kwargs(diffusion), clip_sample=False)
+
+
+def make_sampler(name: str, diffusion: dict | None = None):
+    """A fresh inference scheduler (they are stateful, so one per sampling run)."""
+    kw = _schedule_kwargs(diffusion)
+    if name == "ddim":
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler(**kw, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
+    if name in ("dpmsolver++", "dpm++", "dpmsolver"):
+        from diffusers import DPMSolverMultistepScheduler
+
+        return DPMSolverMultistepScheduler(
+            **kw, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing", lower_order_final=True
+        )
+    raise CadenzaError(f"unknown sampler '{name}'", f"choose one of {', '.join(SAMPLERS)}")
+
+
+def diffusion_loss(
+    model: MusicControlNet,
+    x0: torch.Tensor,
+    text: TextEmbedding,
+    controls: dict[str, torch.Tensor] | None,
+    noise_scheduler,
+    generator: torch.Generator | None = None,
+    use_adapter: bool = True,
+    loss: str = "mse",
+) -> torch.Tensor:
+    """One denoising loss on a batch of clean normalised mels (B, n_mels, T)."""
+    b = x0.shape[0]
+    n_train = noise_scheduler.config.num_train_timesteps
+    t = torch.randint(0, n_train, (b,), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    xt = noise_scheduler.add_noise(x0, noise, t)
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(x0, noise, t)
+    else:
+        target = noise
+    pred = model(xt, t, text, controls, use_adapter=use_adapter)
+    err = pred - target
+    return err.abs().mean() if loss == "l1" else err.square().mean()
+
+
+def batch_noise(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """Gaussian noise with item ``i`` drawn from ``generators[i]`` (so each seed is independent of batching)."""
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in generators])
+
+
+@torch.no_grad()
+def sample(
+    model: MusicControlNet,
+    text: TextEmbedding,
+    controls: dict[str, torch.Tensor] | None,
+    n_frames: int,
+    generators: Sequence[torch.Generator],
+    steps: int = 25,
+    cfg: float = 3.0,
+    sampler: str = "dpmsolver++",
+    diffusion: dict | None = None,
+    known: torch.Tensor | None = None,
+    known_mask: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Generate normalised mels (B, n_mels, n_frames).
+
+    ``generators``: one ``torch.Generator`` per batch item (explicit seeds). ``known`` (B, n_mels,
+    n_frames) with ``known_mask`` (B, n_frames) in {0, 1}: frames to keep (continuation,
+    inpainting, long-form windows). ``cfg`` ≤ 1 disables guidance (a single pass).
+    """
+    if steps < 1:
+        raise CadenzaError(f"steps must be at least 1, got {steps}", "try 25")
+    b = len(text)
+    if len(generators) != b:
+        raise ValueError(f"{len(generators)} generators for a batch of {b}")
+    length = model.pad_length(n_frames)
+    controls = empty_controls(b, length) if controls is None else pad_controls(controls, length)
+    scheduler = make_sampler(sampler, diffusion)
+    scheduler.set_timesteps(steps)
+    x = batch_noise((b, model.n_mels, length), generators) * scheduler.init_noise_sigma
+    guided = cfg is not None and cfg > 1.0
+    if guided:
+        text_in = with_unconditional(text, model.null_tokens, model.null_pooled)
+        controls_in = {k: torch.cat([v, v]) for k, v in controls.items()}
+    else:
+        text_in, controls_in = text, controls
+    if known is not None:
+        mask = torch.nn.functional.pad(known_mask.float(), (0, length - n_frames))[:, None, :]
+        known = torch.nn.functional.pad(known, (0, length - n_frames))
+    timesteps = list(scheduler.timesteps)
+    for i, t in enumerate(timesteps):
+        x_in = scheduler.scale_model_input(x, t)
+        tt = torch.full((x_in.shape[0] * (2 if guided else 1),), int(t), dtype=torch.long)
+        if guided:
+            pred = guide(model(torch.cat([x_in, x_in]), tt, text_in, controls_in), cfg)
+        else:
+            pred = model(x_in, tt, text_in, controls_in)
+        x = scheduler.step(pred, t, x).prev_sample
+        if known is not None:
+            if i + 1 < len(timesteps):
+                t_next = torch.full((b,), int(timesteps[i + 1]), dtype=torch.long)
+                noised = scheduler.add_noise(known, batch_noise(known.shape, generators), t_next)
+            else:
+                noised = known
+            x = mask * noised + (1 - mask) * x
+        if callback is not None:
+            callback(i + 1, len(timesteps))
+    return x[..., :n_frames]
