@@ -1,0 +1,371 @@
+"""A Vocos-style neural vocoder: log-mel → waveform through an inverse STFT, fast on a CPU.
+
+Design (after Siuzdak 2023, "Vocos"; code written for Cadenza):
+
+- a ``Conv1d`` (k=7) embeds the log-mel, already rescaled to about [-1, 1] with the fixed
+  constants of :func:`cadenza.audio.normalize_log_mel`;
+- a ConvNeXt backbone keeps the frame rate: each block is a depthwise conv (k=7), LayerNorm,
+  a pointwise MLP (GELU) and a learned per-channel layer scale on the residual branch;
+- an inverse-STFT head predicts, per frame, the log-magnitude and a phase angle of the
+  1024-point spectrum; the spectrum ``exp(log_mag) * (cos φ + i sin φ)`` goes through
+  ``torch.istft`` (n_fft 1024, hop 256, Hann window, ``center=True``).
+
+Two choices differ from Vocos, both for a CPU training budget:
+
+- **magnitude skip**: the head's log-magnitude is a *residual* on a fixed, smooth
+  mel → linear map of the input log-mel (each linear bin takes the weighted average of the
+  log-mels of the bands that cover it, corrected for the Slaney filter area), so the network
+  starts with a sensible magnitude and spends its capacity on phase and detail;
+- ``center=True`` framing (instead of Vocos' "same" padding), which lines the predicted frames
+  up one-to-one with :class:`cadenza.audio.MelSpectrogram`'s frames so a spectrum-level loss
+  against the target STFT is possible.
+
+**Output length**: ``hop * (T - 1)`` samples for ``T`` frames (the same as
+:func:`cadenza.audio.griffin_lim`); a clip of ``n`` samples has ``T = n // hop + 1`` frames, so
+the output is the clip cut to a multiple of the hop (at most 255 samples shorter).
+
+The receptive field is finite (embedding ±3 frames, each block ±3, the istft ±2), so
+:meth:`Vocoder.decode_chunked` can stream long inputs in chunks whose middles are exact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import librosa
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cadenza.audio.mel import MelConfig, normalize_log_mel
+from cadenza.checkpoint import load_model_folder, save_model_folder
+from cadenza.errors import CadenzaError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "vocoder"
+MAX_MAGNITUDE = 100.0  # clip on exp(log_mag): a guard against blow-ups early in training
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Size of the generator; saved in the ``model`` section of the vocoder config."""
+
+    dim: int = 256
+    intermediate_dim: int = 768
+    num_layers: int = 8
+    kernel_size: int = 7
+    layer_scale_init: float | None = None  # None → 1 / num_layers (Vocos)
+    magnitude_skip: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise CadenzaError(
+                f"vocoder config: unknown model key(s) {', '.join(sorted(unknown))}",
+                f"known keys: {', '.join(cls.__dataclass_fields__)}",
+            )
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv → LayerNorm → pointwise MLP → layer scale, with a residual connection."""
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale_init: float) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale_init)))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, T) → (B, C, T)
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+def mel_to_linear_log_map(mel: MelConfig) -> tuple[Tensor, Tensor]:
+    """A fixed map ``log|X| ≈ A @ logmel + c`` from log-mel bands to linear-frequency bins.
+
+    ``A`` is the transposed filter bank with rows normalised to sum to 1 (a bin takes the
+    weighted mean of the log-mels of the bands covering it; uncovered edge bins copy their
+    nearest covered neighbour); ``c`` removes the filter area, since a flat magnitude ``m``
+    reads ``m * sum(filter)`` in a Slaney-normalised band.
+    """
+    fb = librosa.filters.mel(sr=mel.sample_rate, n_fft=mel.n_fft, n_mels=mel.n_mels, fmin=mel.f_min, fmax=mel.f_max)
+    fb = fb.astype(np.float64)  # (n_mels, n_bins)
+    weights = fb.T.copy()  # (n_bins, n_mels)
+    covered = weights.sum(axis=1) > 0
+    if not covered.any():
+        raise CadenzaError("mel filter bank has no non-zero filter", "check the mel config (f_min < f_max, n_mels > 0)")
+    idx = np.arange(weights.shape[0])
+    # edge bins no filter covers copy their nearest covered neighbour
+    nearest = np.where(covered, idx, idx[covered][np.abs(idx[covered][None, :] - idx[:, None]).argmin(axis=1)])
+    weights = weights[nearest]
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    log_area = np.log(np.maximum(fb.sum(axis=1), 1e-12))  # (n_mels,)
+    offset = -(weights @ log_area)
+    return torch.from_numpy(weights).float(), torch.from_numpy(offset).float()
+
+
+class VocosGenerator(nn.Module):
+    """Log-mel (B, n_mels, T) → waveform (B, hop * (T - 1)). See the module docstring."""
+
+    def __init__(self, config: GeneratorConfig = GeneratorConfig(), mel: MelConfig = MelConfig()) -> None:
+        super().__init__()
+        self.config, self.mel_config = config, mel
+        dim = config.dim
+        scale = config.layer_scale_init if config.layer_scale_init is not None else 1.0 / config.num_layers
+        self.embed = nn.Conv1d(mel.n_mels, dim, kernel_size=7, padding=3)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, config.intermediate_dim, config.kernel_size, scale) for _ in range(config.num_layers)
+        )
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.n_bins = mel.n_fft // 2 + 1
+        self.head = nn.Linear(dim, 2 * self.n_bins)
+        if config.magnitude_skip:
+            with torch.no_grad():  # start the residual at zero so the fixed map is the initial magnitude
+                self.head.weight[: self.n_bins].mul_(0.01)
+                self.head.bias[: self.n_bins].zero_()
+        weights, offset = mel_to_linear_log_map(mel)
+        self.register_buffer("skip_weight", weights, persistent=False)
+        self.register_buffer("skip_offset", offset, persistent=False)
+        self.register_buffer("window", torch.hann_window(mel.win_length), persistent=False)
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames on each side that can influence one output sample (embedding + blocks + istft)."""
+        return 3 + self.config.num_layers * (self.config.kernel_size // 2) + math.ceil(self.mel_config.n_fft / 2 / self.mel_config.hop_length)
+
+    def spectrum(self, logmel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Predicted (log_mag, cos φ, sin φ), each (B, n_fft//2+1, T): the part before the istft."""
+        x = self.embed(normalize_log_mel(logmel))
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        h = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        log_mag, phase = h[:, : self.n_bins], h[:, self.n_bins :]
+        if self.config.magnitude_skip:
+            log_mag = log_mag + (torch.matmul(self.skip_weight, logmel) + self.skip_offset[:, None])
+        log_mag = torch.clamp(log_mag, max=math.log(MAX_MAGNITUDE))
+        return log_mag, torch.cos(phase), torch.sin(phase)
+
+    def istft(self, log_mag: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Spectrum parts → waveform of ``hop * (T - 1)`` samples."""
+        mag = torch.exp(log_mag)
+        spec = torch.complex(mag * cos, mag * sin)
+        m = self.mel_config
+        length = m.hop_length * (log_mag.shape[-1] - 1)
+        return torch.istft(spec, m.n_fft, m.hop_length, m.win_length, self.window, center=True, length=length)
+
+    def forward(self, logmel: Tensor) -> Tensor:
+        return self.istft(*self.spectrum(logmel))
+
+
+def check_logmel(logmel: Tensor | np.ndarray, n_mels: int) -> tuple[Tensor, bool]:
+    """Validate a log-mel and return it as float32 (B, n_mels, T) plus whether it was 2-D."""
+    if isinstance(logmel, np.ndarray):
+        logmel = torch.from_numpy(np.ascontiguousarray(logmel))
+    if not isinstance(logmel, torch.Tensor):
+        raise CadenzaError(f"log-mel must be a tensor or numpy array, got {type(logmel).__name__}")
+    if logmel.dim() not in (2, 3):
+        raise CadenzaError(
+            f"log-mel must be (n_mels, frames) or (batch, n_mels, frames), got shape {tuple(logmel.shape)}",
+            "compute it with cadenza.audio.MelSpectrogram",
+        )
+    squeeze = logmel.dim() == 2
+    logmel = logmel.unsqueeze(0) if squeeze else logmel
+    if logmel.shape[1] != n_mels:
+        hint = "it looks transposed: pass (n_mels, frames)" if logmel.shape[2] == n_mels else "compute it with cadenza.audio.MelSpectrogram"
+        raise CadenzaError(f"log-mel has {logmel.shape[1]} mel bins, the vocoder expects {n_mels}", hint)
+    if logmel.shape[2] < 2:
+        raise CadenzaError(f"log-mel has {logmel.shape[2]} frame(s); at least 2 are needed", "give a longer spectrogram")
+    if not logmel.is_floating_point() or logmel.is_complex():
+        raise CadenzaError(f"log-mel must hold real floats, got {logmel.dtype}")
+    if not torch.isfinite(logmel).all():
+        raise CadenzaError("log-mel contains NaN or infinite values", "clean the spectrogram (e.g. clamp at log(1e-5))")
+    return logmel.float(), squeeze
+
+
+def _crossfade_weights(n: int, margin: int, device: torch.device) -> Tensor:
+    """Weight of the later chunk across an overlap of ``n`` samples: 0 for ``margin``, a linear ramp, then 1."""
+    t = torch.arange(n, device=device, dtype=torch.float32)
+    ramp = max(n - 2 * margin, 1)
+    return torch.clamp((t - margin + 1) / (ramp + 1), 0.0, 1.0)
+
+
+@dataclass
+class Vocoder:
+    """An eval-mode generator plus the config it was built from; the inference API."""
+
+    generator: VocosGenerator
+    config: dict = field(default_factory=dict)
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return self.generator.mel_config
+
+    @property
+    def receptive_field(self) -> int:
+        return self.generator.receptive_field
+
+    @torch.inference_mode()
+    def decode(self, logmel: Tensor | np.ndarray) -> Tensor:
+        """Log-mel (B, n_mels, T) or (n_mels, T) → waveform (B, hop*(T-1)) or (hop*(T-1),)."""
+        x, squeeze = check_logmel(logmel, self.mel_config.n_mels)
+        wave = self.generator(x)
+        return wave.squeeze(0) if squeeze else wave
+
+    @torch.inference_mode()
+    def decode_chunked(self, logmel: Tensor | np.ndarray, chunk_frames: int = 512, overlap_frames: int | None = None) -> Tensor:
+        """Decode in chunks of ``chunk_frames`` frames overlapping by ``overlap_frames``, crossfaded.
+
+        Memory stays bounded by the chunk size. Consecutive chunks share ``overlap_frames``
+        frames; in that overlap the later chunk fades in linearly over the middle part, after a
+        margin of one receptive field (where the earlier chunk is still exact). With
+        ``overlap_frames > 2 * receptive_field`` the result equals :meth:`decode` up to float
+        rounding; the default overlap is ``2 * receptive_field + 8``.
+        """
+        x, squeeze = check_logmel(logmel, self.mel_config.n_mels)
+        rf = self.receptive_field
+        overlap = 2 * rf + 8 if overlap_frames is None else int(overlap_frames)
+        if overlap < 0 or chunk_frames <= overlap:
+            raise CadenzaError(
+                f"chunk_frames ({chunk_frames}) must be larger than overlap_frames ({overlap}) and overlap non-negative",
+                f"e.g. chunk_frames={max(4 * rf, 256)}, overlap_frames={2 * rf + 8}",
+            )
+        T = x.shape[-1]
+        if T <= chunk_frames:
+            wave = self.generator(x)
+            return wave.squeeze(0) if squeeze else wave
+        hop = self.mel_config.hop_length
+        step = chunk_frames - overlap
+        out = torch.zeros(x.shape[0], hop * (T - 1), dtype=torch.float32, device=x.device)
+        margin = min(rf, overlap // 2) * hop
+        prev_end = 0  # samples written so far (exclusive)
+        start = 0
+        while True:
+            end = min(start + chunk_frames, T)
+            if end - start < 2:
+                break
+            wave = self.generator(x[:, :, start:end])  # covers samples [start*hop, (end-1)*hop)
+            s0 = start * hop
+            n_overlap = max(prev_end - s0, 0)
+            if n_overlap:
+                w = _crossfade_weights(n_overlap, margin, x.device)
+                out[:, s0:prev_end] = out[:, s0:prev_end] * (1 - w) + wave[:, :n_overlap] * w
+            out[:, s0 + n_overlap : s0 + wave.shape[-1]] = wave[:, n_overlap:]
+            prev_end = s0 + wave.shape[-1]
+            if end == T:
+                break
+            start += step
+        return out.squeeze(0) if squeeze else out
+
+
+def build_generator(config: dict) -> VocosGenerator:
+    """A generator from a vocoder config dict (``model`` + ``mel`` sections)."""
+    if not isinstance(config, dict) or "model" not in config:
+        raise CadenzaError("vocoder config has no 'model' section", "use cadenza.config.load_config('vocoder', 'default')")
+    mel = MelConfig.from_dict(config.get("mel", {}))
+    return VocosGenerator(GeneratorConfig.from_dict(config["model"]), mel)
+
+
+def resolve_vocoder_dir(name_or_path: str | os.PathLike = "default") -> Path:
+    """'default' → the shipped folder; anything else is a model folder path."""
+    if str(name_or_path) in ("default", "shipped"):
+        return WEIGHTS_DIR
+    return Path(name_or_path)
+
+
+def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Vocoder:
+    """Load a vocoder folder (model.safetensors + config.json) as an eval-mode :class:`Vocoder`."""
+    folder = resolve_vocoder_dir(name_or_path)
+    hint = "run `python scripts/train_vocoder.py` to train one, or pass --griffin-lim" if str(name_or_path) == "default" else None
+    try:
+        state, config = load_model_folder(folder)
+    except CadenzaError as err:
+        raise CadenzaError(err.message, hint or err.hint) from None
+    try:
+        generator = build_generator(config)
+        missing, unexpected = generator.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, ValueError) as exc:  # shape mismatches arrive as RuntimeError
+        first = str(exc).strip().splitlines()[0]
+        raise CadenzaError(f"{folder}: weights do not match its config.json ({first})", "the folder is damaged; re-export it") from None
+    if missing or unexpected:
+        raise CadenzaError(
+            f"{folder}: weights do not match the generator (missing {len(missing)}, unexpected {len(unexpected)} tensors)",
+            "the folder is damaged or from another model; re-export it",
+        )
+    generator.to(device).eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    return Vocoder(generator, config)
+
+
+def save_vocoder(folder: str | os.PathLike, generator: VocosGenerator, config: dict) -> Path:
+    """Write a generator-only model folder (atomic safetensors + config.json)."""
+    config = dict(config)
+    config["model"] = generator.config.to_dict()
+    config["mel"] = generator.mel_config.to_dict()
+    return save_model_folder(folder, generator.state_dict(), config)
+
+
+class _SpectrumOnly(nn.Module):
+    """Generator up to the spectrum: the ONNX-exportable part (the istft runs outside)."""
+
+    def __init__(self, generator: VocosGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, logmel: Tensor) -> tuple[Tensor, Tensor]:
+        log_mag, cos, sin = self.generator.spectrum(logmel)
+        mag = torch.exp(log_mag)
+        return mag * cos, mag * sin
+
+
+def export_vocoder(
+    out_dir: str | os.PathLike, fmt: str = "torchscript", name_or_path: str | os.PathLike = "default", vocoder: Vocoder | None = None
+) -> Path:
+    """Export the generator as TorchScript (``vocoder.ts``: log-mel → waveform) or ONNX.
+
+    ONNX: ``torch.istft`` has no ONNX operator, so ``vocoder_spectrum.onnx`` maps log-mel
+    (B, n_mels, T) to the real and imaginary spectrum (B, n_fft//2+1, T); run an inverse STFT
+    (Hann window, n_fft 1024, hop 256, centred) on it outside, as documented in the model card.
+    """
+    voc = vocoder if vocoder is not None else load_vocoder(name_or_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    example = torch.full((1, voc.mel_config.n_mels, 64), -5.0)
+    gen = voc.generator.eval()
+    if fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(gen, example, check_trace=False)
+        path = out / "vocoder.ts"
+        tmp = out / f".{path.name}.tmp"
+        traced.save(str(tmp))
+        os.replace(tmp, path)
+        return path
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise CadenzaError("ONNX export needs the 'onnx' package", "pip install onnx, or export --format torchscript") from None
+        path = out / "vocoder_spectrum.onnx"
+        tmp = out / f".{path.name}.tmp.onnx"
+        torch.onnx.export(
+            _SpectrumOnly(gen), (example,), str(tmp), input_names=["logmel"], output_names=["real", "imag"],
+            dynamic_axes={"logmel": {0: "batch", 2: "frames"}, "real": {0: "batch", 2: "frames"}, "imag": {0: "batch", 2: "frames"}},
+            opset_version=17, dynamo=False,
+        )
+        os.replace(tmp, path)
+        return path
+    raise CadenzaError(f"unknown export format '{fmt}'", "use 'torchscript' or 'onnx'")

@@ -1,0 +1,1 @@
+"""Training code for Cadenza models (one module per model)."""

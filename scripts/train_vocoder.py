@@ -1,0 +1,287 @@
+"""Driver for the vocoder: make stand-in training audio, train (resumable), ship the best checkpoint.
+
+    python scripts/train_vocoder.py synth --out data/vocoder-synth --clips 360 --seconds 8
+    nohup nice python scripts/train_vocoder.py train --manifest data/vocoder-synth/manifest.jsonl \\
+        --run runs/vocoder/default --max-minutes 55 > runs/vocoder/default.log 2>&1 &
+    python scripts/train_vocoder.py ship --run runs/vocoder/default --manifest data/vocoder-synth/manifest.jsonl
+
+``synth`` renders random multi-instrument General MIDI parts (FluidR3_GM through tinysoundfont)
+so the vocoder can be trained before (or besides) the real corpus; the manifest format is the
+corpus one (JSONL rows with ``path`` and ``split``). Training runs on one thread, saves its full
+state atomically every few minutes and on exit, and resumes from it when started again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cadenza.audio import SAMPLE_RATE, MelSpectrogram, griffin_lim, load_audio, save_audio  # noqa: E402
+from cadenza.config import load_config, write_json_atomic  # noqa: E402
+from cadenza.representations.vocoder import WEIGHTS_DIR, build_generator, save_vocoder  # noqa: E402
+
+SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
+SCALES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10], "penta": [0, 2, 4, 7, 9], "blues": [0, 3, 5, 6, 7, 10]}
+
+
+# ---------------------------------------------------------------------------------------------- synth
+def _random_part(rng: np.random.Generator, seconds: float) -> list[tuple[float, float, int, int, int]]:
+    """Notes (start, end, pitch, velocity, channel) for 1-4 pitched parts plus optional drums."""
+    bpm = rng.uniform(70, 160)
+    beat = 60.0 / bpm
+    root = int(rng.integers(0, 12))
+    scale = SCALES[rng.choice(list(SCALES))]
+    notes = []
+    n_parts = int(rng.integers(1, 5))
+    for ch in range(n_parts):
+        register = int(rng.choice([36, 48, 60, 72]))
+        style = rng.choice(["melody", "chords", "arp", "pad"])
+        t = 0.0
+        while t < seconds:
+            dur = beat * float(rng.choice([0.25, 0.5, 1, 1, 2, 4] if style != "pad" else [2, 4, 8]))
+            if rng.random() < 0.15:
+                t += dur
+                continue
+            degree = int(rng.integers(0, len(scale) * 2))
+            pitch = register + root + scale[degree % len(scale)] + 12 * (degree // len(scale))
+            vel = int(np.clip(rng.normal(85, 20), 20, 127))
+            chord = [0, 4, 7] if style in ("chords", "pad") else [0]
+            for off in chord:
+                notes.append((t, min(t + dur * rng.uniform(0.6, 1.0), seconds), min(pitch + off, 120), vel, ch))
+            t += dur if style != "arp" else dur / 2
+    if rng.random() < 0.6:
+        kit = [(36, [0, 2]), (38, [1, 3]), (42, [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5])]
+        bar = 0.0
+        while bar < seconds:
+            for pitch, beats in kit:
+                for b in beats:
+                    t = bar + b * beat
+                    if t < seconds and rng.random() < 0.9:
+                        notes.append((t, t + 0.1, pitch, int(rng.integers(60, 127)), 9))
+            bar += 4 * beat
+    return notes
+
+
+def render_clip(rng: np.random.Generator, seconds: float, soundfont: str) -> np.ndarray:
+    """Render one random clip to mono float32 at 22.05 kHz with tinysoundfont."""
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+    sfid = synth.sfload(soundfont)
+    for ch in range(4):
+        for _ in range(10):  # some presets are missing from smaller soundfonts
+            try:
+                synth.program_select(ch, sfid, 0, int(rng.integers(0, 104)))
+                break
+            except Exception:
+                continue
+    synth.program_select(9, sfid, 128, 0, True)
+    events = []
+    for start, end, pitch, vel, ch in _random_part(rng, seconds):
+        events.append((start, 1, ch, pitch, vel))
+        events.append((end, 0, ch, pitch, 0))
+    events.sort(key=lambda e: (e[0], e[1]))
+    total = int(seconds * SAMPLE_RATE)
+    out, pos = [], 0
+    for t, on, ch, pitch, vel in events:
+        s = min(int(t * SAMPLE_RATE), total)
+        if s > pos:
+            out.append(np.frombuffer(synth.generate(s - pos), dtype=np.float32).copy())
+            pos = s
+        synth.noteon(ch, pitch, vel) if on else synth.noteoff(ch, pitch)
+    if pos < total:
+        out.append(np.frombuffer(synth.generate(total - pos), dtype=np.float32).copy())
+    stereo = np.concatenate(out).reshape(-1, 2)
+    mono = stereo.mean(axis=1)
+    peak = float(np.abs(mono).max())
+    level = 10 ** (rng.uniform(-12, -1) / 20)
+    return (mono * (level / peak) if peak > 1e-6 else mono).astype(np.float32)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    sf = next((p for p in SOUNDFONTS if Path(p).exists()), None)
+    if sf is None:
+        raise SystemExit("no General MIDI soundfont found; install fluid-soundfont-gm")
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for i in range(args.clips):
+        path = out / "clips" / f"synth_{i:04d}.wav"
+        save_audio(path, render_clip(rng, args.seconds, sf))
+        split = "test" if i % 20 == 19 else "train"
+        rows.append({"path": f"clips/{path.name}", "split": split, "seconds": args.seconds})
+    tmp = out / "manifest.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, out / "manifest.jsonl")
+    print(f"wrote {len(rows)} clips to {out}")
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def heldout_crops(manifest: str, n: int, seconds: float, seed: int = 0) -> torch.Tensor:
+    """Fixed crops from the test split for validation (deterministic)."""
+    from cadenza.train.vocoder import read_manifest
+
+    clips = read_manifest(manifest, "test") or read_manifest(manifest)[-n:]
+    rng = np.random.default_rng(seed)
+    length = int(seconds * SAMPLE_RATE) // 256 * 256
+    crops = []
+    for p in clips:
+        a = load_audio(p)
+        if a.shape[0] < length or np.abs(a).max() < 1e-3:
+            continue
+        s = int(rng.integers(0, a.shape[0] - length + 1))
+        crops.append(torch.from_numpy(a[s : s + length]))
+        if len(crops) == n:
+            break
+    return torch.stack(crops)
+
+
+@torch.no_grad()
+def mel_l1(generator: torch.nn.Module, audio: torch.Tensor, mel: MelSpectrogram) -> float:
+    logmel = mel(audio)
+    return float((mel(generator(logmel)) - logmel).abs().mean())
+
+
+# ---------------------------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> None:
+    import lightning as L
+
+    from cadenza.train.vocoder import RandomCropDataset, TrainStateCheckpoint, VocoderModule, make_trainer, read_manifest
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    state_json = run / "train_state.json"
+    if state_json.exists():  # resume: the saved config, plus any overrides given now (e.g. train.gan_start)
+        from cadenza.config import apply_overrides
+
+        config = apply_overrides(json.loads(state_json.read_text())["config"], args.set)
+        start_step = json.loads(state_json.read_text())["step"]
+    else:
+        config = load_config("vocoder", args.config, args.set)
+        config["train"]["data"] = str(args.manifest)
+        start_step = 0
+    L.seed_everything(config["train"].get("seed", 0) + start_step, workers=True)
+    t = config["train"]
+    clips = read_manifest(args.manifest, "train")
+    data = RandomCropDataset(clips, t["crop_samples"], seed=t.get("seed", 0) + start_step)
+    loader = torch.utils.data.DataLoader(data, batch_size=t["batch_size"], num_workers=0)
+    module = VocoderModule(config)
+    val = heldout_crops(args.manifest, args.val_clips, args.val_seconds)
+    mel = MelSpectrogram()
+    best_path = run / "best.json"
+    best = json.loads(best_path.read_text())["mel_l1"] if best_path.exists() else float("inf")
+    started = time.time()
+    hours_before = json.loads(best_path.read_text()).get("train_hours_total", 0.0) if best_path.exists() else 0.0
+
+    class Validate(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+            nonlocal best
+            step = int(pl_module.step_count)
+            if step % args.val_every:
+                return
+            pl_module.generator.eval()
+            score = mel_l1(pl_module.generator, val, mel)
+            pl_module.generator.train()
+            line = {"step": step, "val_mel_l1": round(score, 4), "best": round(min(best, score), 4)}
+            print(json.dumps(line), flush=True)
+            with open(run / "val.jsonl", "a") as fh:
+                fh.write(json.dumps(line) + "\n")
+            phase = "gan" if step > t.get("gan_start", 10**12) else "warmup"
+            snapshot = run / f"last_{phase}"
+            save_vocoder(snapshot, pl_module.generator, {**config, "training": {"steps": step, "val_mel_l1": score}})
+            if score < best:
+                best = score
+                save_vocoder(run / "best", pl_module.generator, {**config, "training": {"steps": step, "val_mel_l1": score}})
+                write_json_atomic(best_path, {"step": step, "mel_l1": score, "train_hours_total": hours_before + (time.time() - started) / 3600})
+
+    ckpt = TrainStateCheckpoint(run, every_s=args.save_every_s, log_every=args.log_every, log_path=run / "train.jsonl")
+    trainer = make_trainer(t["max_steps"], [ckpt, Validate()], max_time_s=args.max_minutes * 60)
+    trainer.fit(module, loader)
+    hours = json.loads((run / "hours.json").read_text())["hours"] if (run / "hours.json").exists() else 0.0
+    write_json_atomic(run / "hours.json", {"hours": hours + (time.time() - started) / 3600, "step": int(module.step_count)})
+    print(f"stopped at step {int(module.step_count)}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- ship
+def cmd_ship(args: argparse.Namespace) -> None:
+    from cadenza.checkpoint import load_model_folder
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    state, config = load_model_folder(run / args.which)
+    gen = build_generator(config)
+    gen.load_state_dict(state)
+    gen.eval()
+    audio = heldout_crops(args.manifest, args.val_clips, args.val_seconds, seed=1)
+    mel = MelSpectrogram()
+    ours = mel_l1(gen, audio, mel)
+    logmel = mel(audio)
+    gl = float((mel(griffin_lim(logmel, n_iter=32)) - logmel).abs().mean())
+    print(json.dumps({"vocoder_mel_l1": ours, "griffin_lim_mel_l1": gl, "clips": int(audio.shape[0])}))
+    if ours >= gl and not args.force:
+        raise SystemExit("not shipped: the vocoder does not beat Griffin-Lim on held-out mel L1")
+    hours = json.loads((run / "hours.json").read_text())["hours"] if (run / "hours.json").exists() else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    training = {
+        **config.get("training", {}),
+        "data": config["train"].get("data"),
+        "wall_hours": round(hours, 3) if hours else None,
+        "hardware": "1 CPU thread (AMD EPYC), torch " + torch.__version__,
+        "heldout_mel_l1": round(ours, 4),
+        "heldout_griffin_lim_mel_l1": round(gl, 4),
+        "heldout_clips": int(audio.shape[0]),
+        "code_commit": commit,
+    }
+    tmp = WEIGHTS_DIR.parent / ".vocoder.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_vocoder(tmp, gen, {**config, "training": training})
+    if WEIGHTS_DIR.exists():
+        shutil.rmtree(WEIGHTS_DIR)
+    os.replace(tmp, WEIGHTS_DIR)
+    print(f"shipped {run / args.which} → {WEIGHTS_DIR}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("synth", help="render random General MIDI clips as stand-in training audio")
+    p.add_argument("--out", default="data/vocoder-synth")
+    p.add_argument("--clips", type=int, default=360)
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--seed", type=int, default=0)
+    for name in ("train", "ship"):
+        p = sub.add_parser(name)
+        p.add_argument("--manifest", required=True)
+        p.add_argument("--run", default="runs/vocoder/default")
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--val-clips", type=int, default=12)
+        p.add_argument("--val-seconds", type=float, default=3.0)
+        if name == "train":
+            p.add_argument("--config", default="default")
+            p.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+            p.add_argument("--max-minutes", type=float, default=55.0)
+            p.add_argument("--save-every-s", type=float, default=240.0)
+            p.add_argument("--val-every", type=int, default=250)
+            p.add_argument("--log-every", type=int, default=50)
+        else:
+            p.add_argument("--which", default="best", help="best | last_warmup | last_gan")
+            p.add_argument("--force", action="store_true")
+    args = parser.parse_args()
+    {"synth": cmd_synth, "train": cmd_train, "ship": cmd_ship}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
