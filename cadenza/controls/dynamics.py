@@ -1,0 +1,52 @@
+"""Dynamics control: frame level in dBFS, smoothed over about one second.
+
+``20 * log10(RMS)`` of each Hann-windowed 2048-sample frame (hop 256, centred), with the
+window's own RMS divided out so a full-scale sine reads -3 dBFS; then a Savitzky–Golay
+filter (87 frames ≈ 1.01 s, polynomial order 1) as in Music ControlNet, and a floor at
+-100 dB so digital silence is a number, not ``-inf``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.signal
+import torch
+
+from cadenza.controls.base import DB_CEIL, DB_FLOOR
+from cadenza.controls.spectrum import parseval_weights, project
+
+SMOOTH_FRAMES = 87  # ≈ 1.01 s at 86.13 frames/s
+SMOOTH_ORDER = 1
+
+
+def dynamics_weights() -> torch.Tensor:
+    """(F, 1) projection giving the window-normalised mean square of each frame."""
+    return parseval_weights()[:, None]
+
+
+def level_db_from_mean_square(ms: torch.Tensor) -> np.ndarray:
+    """(B, T) mean square → (B, T) unsmoothed frame level in dBFS, floored at -100."""
+    with torch.inference_mode():
+        ms = ms.double().clamp_min(10 ** (DB_FLOOR / 10))
+        return (10.0 * torch.log10(ms)).numpy()
+
+
+def smooth_db(level_db: np.ndarray, window: int = SMOOTH_FRAMES) -> np.ndarray:
+    """Savitzky–Golay smoothing along the last axis; shorter clips use the longest odd window that fits."""
+    n = level_db.shape[-1]
+    window = min(window, n if n % 2 else n - 1)
+    if window <= SMOOTH_ORDER + 1:  # two frames or fewer: nothing to smooth
+        out = level_db
+    else:
+        out = scipy.signal.savgol_filter(level_db, window, SMOOTH_ORDER, axis=-1, mode="interp")
+    return np.clip(out, DB_FLOOR, DB_CEIL).astype(np.float32)
+
+
+def dynamics_from_projection(proj: torch.Tensor) -> np.ndarray:
+    """(B, T, 1) projection by ``dynamics_weights`` → (B, T) smoothed dynamics in dBFS."""
+    return smooth_db(level_db_from_mean_square(proj[..., 0]))
+
+
+def dynamics_from_power(power: torch.Tensor) -> np.ndarray:
+    """(B, T, F) power → (B, T) smoothed dynamics in dBFS."""
+    return dynamics_from_projection(project(power, dynamics_weights()))
