@@ -1,0 +1,177 @@
+"""The vocoder's contracts: shapes, errors, chunked decoding, export, loading, the shipped model, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cadenza.audio import MelConfig, MelSpectrogram, load_audio, save_audio
+from cadenza.checkpoint import WEIGHTS_NAME
+from cadenza.cli import main as cli_main
+from cadenza.config import load_config
+from cadenza.errors import CadenzaError
+from cadenza.representations.vocoder import (
+    WEIGHTS_DIR,
+    Vocoder,
+    build_generator,
+    export_vocoder,
+    load_vocoder,
+    mel_to_linear_log_map,
+    save_vocoder,
+)
+
+HOP = 256
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Vocoder:
+    torch.manual_seed(0)
+    config = load_config("vocoder", "tiny")
+    gen = build_generator(config).eval()
+    with torch.no_grad():  # random phases and residuals big enough that errors would show
+        gen.head.weight.normal_(0, 0.5)
+    return Vocoder(gen, config)
+
+
+@pytest.fixture
+def logmel(rng: np.random.Generator) -> torch.Tensor:
+    t = np.arange(HOP * 120) / 22050
+    audio = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2 + 0.01 * rng.standard_normal(t.size)
+    return MelSpectrogram()(torch.from_numpy(audio.astype(np.float32)))
+
+
+def test_shape_and_dtype_contract(tiny: Vocoder, logmel: torch.Tensor) -> None:
+    T = logmel.shape[-1]
+    one = tiny.decode(logmel)
+    assert one.shape == (HOP * (T - 1),) and one.dtype == torch.float32
+    batch = tiny.decode(torch.stack([logmel, logmel - 2.0]))
+    assert batch.shape == (2, HOP * (T - 1)) and batch.dtype == torch.float32
+    assert torch.allclose(batch[0], one, atol=1e-5)  # items in a batch do not interact
+    assert torch.isfinite(batch).all()
+    assert tiny.decode(logmel.double().numpy()).dtype == torch.float32  # numpy and float64 accepted
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (torch.zeros(64, 50), "64 mel bins"),
+        (torch.zeros(50, 128), "transposed"),
+        (torch.zeros(128), "(n_mels, frames)"),
+        (torch.zeros(1, 1, 128, 50), "(n_mels, frames)"),
+        (torch.full((128, 50), float("nan")), "NaN"),
+        (torch.zeros(128, 1), "at least 2"),
+        (torch.zeros(128, 50, dtype=torch.long), "real floats"),
+    ],
+)
+def test_wrong_mel_gets_clear_error(tiny: Vocoder, bad: torch.Tensor, words: str) -> None:
+    with pytest.raises(CadenzaError) as err:
+        tiny.decode(bad)
+    assert words in str(err.value)
+
+
+def test_chunked_equals_whole(tiny: Vocoder, logmel: torch.Tensor) -> None:
+    rf = tiny.receptive_field
+    assert rf == 3 + 2 * 3 + 2  # embedding + two k=7 blocks + istft reach
+    x = torch.cat([logmel, logmel.flip(-1), logmel], dim=-1)[None]  # 363 frames
+    whole = tiny.decode(x)
+    chunked = tiny.decode_chunked(x, chunk_frames=64, overlap_frames=2 * rf + 8)
+    assert chunked.shape == whole.shape
+    scale = whole.abs().max()
+    assert (chunked - whole).abs().max() <= 1e-5 * scale
+    # a too-small overlap is no longer exact at the chunk edges: the check above can fail
+    rough = tiny.decode_chunked(x, chunk_frames=64, overlap_frames=2)
+    assert (rough - whole).abs().max() > 1e-4 * scale
+    with pytest.raises(CadenzaError):
+        tiny.decode_chunked(x, chunk_frames=16, overlap_frames=16)
+
+
+def test_torchscript_export_equals_eager(tiny: Vocoder, logmel: torch.Tensor, tmp_path) -> None:
+    path = export_vocoder(tmp_path, "torchscript", vocoder=tiny)
+    scripted = torch.jit.load(str(path))
+    x = torch.stack([logmel, logmel - 1.0])  # a batch and a length different from the trace example
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), tiny.decode(x), atol=1e-5)
+    with pytest.raises(CadenzaError):
+        export_vocoder(tmp_path, "tflite", vocoder=tiny)
+
+
+def test_mel_to_linear_map_tracks_the_spectrum(rng: np.random.Generator) -> None:
+    """The magnitude skip starts at the right level and slope: per-bin mean log-magnitude within 0.25."""
+    mel = MelSpectrogram()
+    weights, offset = mel_to_linear_log_map(MelConfig())
+    assert weights.shape == (513, 128) and torch.allclose(weights.sum(1), torch.ones(513))
+    brown = torch.from_numpy((np.cumsum(rng.standard_normal(22050)) * 0.002).astype(np.float32))  # a steep slope
+    true = torch.log(mel.magnitude(brown[None])[0].clamp(min=1e-5)).mean(1)
+    logmel = mel(brown)
+    est = (weights @ logmel + offset[:, None]).mean(1)
+    assert (est - true).abs().mean() < 0.25
+    assert (true - true.mean()).abs().mean() > 0.5  # a flat guess would be far off
+    assert ((weights @ logmel).mean(1) - true).abs().mean() > 2.0  # and so would the map without its area offset
+
+
+def test_save_load_roundtrip_and_errors(tiny: Vocoder, logmel: torch.Tensor, tmp_path) -> None:
+    folder = save_vocoder(tmp_path / "voc", tiny.generator, tiny.config)
+    loaded = load_vocoder(folder)
+    assert not loaded.generator.training
+    assert torch.allclose(loaded.decode(logmel), tiny.decode(logmel), atol=1e-6)
+    with pytest.raises(CadenzaError, match="no such model folder"):
+        load_vocoder(tmp_path / "missing")
+    (folder / WEIGHTS_NAME).write_bytes(b"not safetensors")
+    with pytest.raises(CadenzaError, match="corrupt"):
+        load_vocoder(folder)
+    config = json.loads((folder / "config.json").read_text())
+    save_vocoder(folder, tiny.generator, tiny.config)
+    config["model"]["dim"] = 48
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CadenzaError, match="do not match"):
+        load_vocoder(folder)
+
+
+# ------------------------------------------------------------------------------------ shipped model
+def test_shipped_folder_loads_with_canonical_mel() -> None:
+    voc = load_vocoder("default")
+    assert MelConfig.from_dict(voc.config["mel"]) == MelConfig()
+    assert voc.mel_config == MelConfig()
+    assert (WEIGHTS_DIR / WEIGHTS_NAME).stat().st_size <= 20 * 2**20
+    training = voc.config["training"]
+    assert training["steps"] > 0 and training["heldout_mel_l1"] < training["heldout_griffin_lim_mel_l1"]
+
+
+def test_shipped_silence_in_gives_silence_out() -> None:
+    voc = load_vocoder("default")
+    silent = torch.full((128, 87), math.log(1e-5))  # log-mel at the floor: digital silence
+    wave = voc.decode(silent)
+    assert wave.abs().max() < 1e-3  # below -60 dBFS
+
+
+# ------------------------------------------------------------------------------------ CLI
+def test_cli_vocode_mel_audio_and_griffin_lim(tiny: Vocoder, logmel: torch.Tensor, tmp_path) -> None:
+    folder = save_vocoder(tmp_path / "voc", tiny.generator, tiny.config)
+    np.save(tmp_path / "a.npy", logmel.numpy())
+    assert cli_main(["vocode", str(tmp_path / "a.npy"), "--out", str(tmp_path / "a.wav"), "--model", str(folder)]) == 0
+    out = load_audio(tmp_path / "a.wav")
+    assert out.shape == (HOP * (logmel.shape[-1] - 1),)
+    # two audio files round trip into a folder; a long input is chunked
+    rng = np.random.default_rng(1)
+    save_audio(tmp_path / "b.wav", (0.1 * rng.standard_normal(22050)).astype(np.float32))
+    save_audio(tmp_path / "c.wav", (0.1 * rng.standard_normal(11025)).astype(np.float32))
+    args = ["vocode", str(tmp_path / "b.wav"), str(tmp_path / "c.wav"), "--out", str(tmp_path / "res"), "--model", str(folder), "--chunk-frames", "40"]
+    assert cli_main(args) == 0
+    assert load_audio(tmp_path / "res" / "b.wav").shape == (22016,)
+    assert load_audio(tmp_path / "res" / "c.wav").shape == (11008,)  # 11025 // 256 * 256
+    assert cli_main(["vocode", str(tmp_path / "a.npy"), "--out", str(tmp_path / "gl.wav"), "--griffin-lim"]) == 0
+    assert load_audio(tmp_path / "gl.wav").shape == out.shape
+
+
+def test_cli_vocode_bad_input_is_one_line_error(tiny: Vocoder, tmp_path, capsys) -> None:
+    folder = save_vocoder(tmp_path / "voc", tiny.generator, tiny.config)
+    np.save(tmp_path / "bad.npy", np.zeros((80, 30), np.float32))
+    assert cli_main(["vocode", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.wav"), "--model", str(folder)]) == 2
+    assert "80 mel bins" in " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert cli_main(["vocode", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.wav"), "--model", str(tmp_path / "nope")]) == 2
+    assert "no such model folder" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "x.wav").exists()
