@@ -48,9 +48,14 @@ def _root(
 
 
 def _register() -> None:
-    from cadenza.cli import controls
+    from cadenza.cli import controls, generate, vocode
 
     app.add_typer(controls.app, name="controls")
+    from cadenza.cli import data as data_cli
+
+    app.add_typer(data_cli.app, name="data")
+    generate.register(app)
+    app.command("vocode")(vocode.vocode)
 
 
 _register()

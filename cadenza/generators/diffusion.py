@@ -17,6 +17,7 @@ Choices (documented in the model card):
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -120,7 +121,9 @@ def sample(
     length = model.pad_length(n_frames)
     controls = empty_controls(b, length) if controls is None else pad_controls(controls, length)
     scheduler = make_sampler(sampler, diffusion)
-    scheduler.set_timesteps(steps)
+    with warnings.catch_warnings():  # diffusers' numpy-2 DeprecationWarning in set_timesteps; harmless
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scheduler.set_timesteps(steps)
     x = batch_noise((b, model.n_mels, length), generators) * scheduler.init_noise_sigma
     guided = cfg is not None and cfg > 1.0
     if guided:

@@ -1,0 +1,118 @@
+"""``cadenza generate`` (text + controls → audio) and ``cadenza train generator``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from cadenza.errors import CadenzaError
+
+console = Console(stderr=True)
+
+GENERATE_HELP = """Generate music from a text prompt, optionally steered by melody, dynamics and rhythm.
+
+Writes OUT.wav (22.05 kHz) and OUT.json (prompt, controls, seed, steps, cfg, model id, timings).
+
+Examples:
+
+  cadenza generate "calm piano ballad" --out calm.wav --duration 8 --seed 1
+
+  cadenza generate "folk fiddle tune" --melody "D4:1 F#4:1 A4:2 G4:1 E4:1" --bpm 110 --out tune.wav
+
+  cadenza generate "string quartet" --dynamics crescendo --rhythm rhythm.csv --out q.wav
+
+  cadenza generate "brass fanfare" --controls-from ref.wav --use melody,rhythm --out fanfare.wav
+
+  cadenza generate "the same, but longer" --continue clip.wav --duration 20 --out longer.wav
+"""
+
+
+def generate_command(
+    prompt: str = typer.Argument(..., help="What the music should sound like, e.g. 'calm piano ballad'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output audio file (.wav, .flac or .ogg); OUT.json is written beside it."),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", "-d", help="Seconds of output (default: 6, or the reference's length with --controls-from; "
+        "with --continue it is the TOTAL length, clip included)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed and settings give the same audio."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's, usually 25)."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="Text guidance scale (1 = none; default from the model)."),
+    melody: Optional[str] = typer.Option(None, "--melody", help="melody.csv, a .mid file, or a note string such as \"C4:1 D4:1 E4:2\"."),
+    dynamics: Optional[str] = typer.Option(None, "--dynamics", help="dynamics.csv or a shape: crescendo, decrescendo, swell, ... (e.g. swell:-35:20)."),
+    rhythm: Optional[str] = typer.Option(None, "--rhythm", help="rhythm.csv with beat times (or give --bpm for a steady grid)."),
+    bpm: Optional[float] = typer.Option(None, "--bpm", help="Tempo: beat grid for the rhythm control (when no --rhythm) and note-string durations."),
+    meter: str = typer.Option("4", "--meter", help="Beats per bar for --bpm: 3, 4, 6/8, ..."),
+    controls_from: Optional[Path] = typer.Option(None, "--controls-from", help="Reference audio: extract its controls and follow them."),
+    use: str = typer.Option("melody,dynamics,rhythm", "--use", help="With --controls-from: which extracted controls to follow."),
+    continue_from: Optional[Path] = typer.Option(None, "--continue", help="Audio clip to continue: the output starts with it."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Generator model folder (default: the shipped model)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="dpmsolver++ or ddim (default from the model)."),
+    vocoder: Optional[str] = typer.Option(None, "--vocoder", help="'default', a vocoder folder, or 'griffin-lim'."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+) -> None:
+    """Generate music from a text prompt, optionally steered by melody, dynamics and rhythm."""
+    from cadenza.audio import SAMPLE_RATE, load_audio, save_audio
+    from cadenza.config import write_json_atomic
+    from cadenza.controls.extract import parse_control_names
+    from cadenza.pipeline import Cadenza
+
+    if out.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise CadenzaError(f"--out {out}: unsupported output format '{out.suffix or '(none)'}'", "end the name in .wav, .flac or .ogg")
+    if controls_from is not None and continue_from is not None:
+        raise CadenzaError("--controls-from and --continue cannot be combined", "extract controls first with 'cadenza controls extract', then pass them as files")
+    t0 = time.perf_counter()
+    gen = Cadenza.load(model, vocoder=vocoder, threads=threads)
+    reference = None
+    if controls_from is not None:
+        names = parse_control_names(use)
+        ref_audio = load_audio(controls_from)
+        reference = gen.extract_controls(ref_audio).select(list(names))
+        if duration is None:
+            duration = len(ref_audio) / SAMPLE_RATE
+    common = dict(melody=melody, dynamics=dynamics, rhythm=rhythm, seed=seed, steps=steps, cfg=cfg, bpm=bpm, meter=meter, sampler=sampler)
+    if continue_from is not None:
+        wave, sr = gen.continue_audio(load_audio(continue_from), prompt, duration=duration, **common)
+        gen.last_info["continued_from"] = str(continue_from)
+    else:
+        wave, sr = gen.generate(prompt, duration=duration, controls=reference, **common)
+        if reference is not None:
+            gen.last_info["controls_from"] = {"audio": str(controls_from), "use": list(reference.given())}
+    save_audio(out, wave, sr)
+    info = {**gen.last_info, "output": str(out)}
+    info["timings"] = {**info.get("timings", {}), "wall_s": round(time.perf_counter() - t0, 3)}
+    write_json_atomic(out.with_suffix(".json"), info)
+    given = [n for n, c in info["controls"].items() if c["given"]] or ["none"]
+    console.print(
+        f"wrote {out} ({len(wave) / sr:.2f} s) — controls: {', '.join(given)}; seed {seed}; "
+        f"{info['steps']} steps; cfg {info['cfg']:g}; {info['timings']['wall_s']:.1f} s",
+        highlight=False,
+    )
+
+
+train_app = typer.Typer(help="Train Cadenza models from a config (JSON name or path) with key=value overrides.", no_args_is_help=True)
+
+
+@train_app.command("generator")
+def train_generator_command(
+    config: str = typer.Argument(..., help="Config name (debug, small) or a .json path."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=2000 data.batch_size=8."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoint/, model/ (the exported model), train_log.jsonl."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train the generator (diffusion UNet + ControlNet adapter); the model lands in OUT/model."""
+    from cadenza.config import load_config
+    from cadenza.train.generator import train_generator
+
+    cfg = load_config("generator", config, overrides)
+    folder = train_generator(cfg, out, resume=resume)
+    console.print(f"model written to {folder}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``generate`` and the ``train`` group to the root app."""
+    app.command("generate", help=GENERATE_HELP)(generate_command)
+    app.add_typer(train_app, name="train")
