@@ -392,8 +392,9 @@ def arrange(
             continue
         on, dur, pitch = on[keep], dur[keep], pitch[keep]
         start_s = (on - start_q) * spq
+        window_s = (end_q - start_q) * spq
         end_s = np.minimum(on + dur * legato, end_q) - start_q
-        end_s = np.maximum(end_s * spq, start_s + 0.05)
+        end_s = np.minimum(np.maximum(end_s * spq, start_s + 0.05), window_s)
         on_beat = np.isin(np.round(on, 4), np.round(sd.bar_starts(), 4))
         level = np.interp(start_s, curve_t, curve_v)
         vel = 36 + 80 * level + role_gain[role] + 8 * on_beat + rng.normal(0, 3, len(on))
@@ -412,11 +413,14 @@ def arrange(
     if drums:
         drum_style = str(rng.choice(DRUM_STYLES))
         rows = drum_notes(beats_s, down, sd.beat_q, sd.beats_per_bar, spq, drum_style, rng)
-        rows = rows[rows[:, 0] < (end_q - start_q) * spq]
+        window_s = (end_q - start_q) * spq
+        rows = rows[rows[:, 0] < window_s - 0.02]
         level = np.interp(rows[:, 0], curve_t, curve_v)
         vel = np.clip(np.rint(rows[:, 1] * (50 + 70 * level)), 10, 127).astype(int)
         kit = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
-        kit.notes = [pretty_midi.Note(int(v), int(k), float(t), float(t) + 0.1) for t, v, k in zip(rows[:, 0], vel, rows[:, 2])]
+        kit.notes = [
+            pretty_midi.Note(int(v), int(k), float(t), min(float(t) + 0.1, window_s)) for t, v, k in zip(rows[:, 0], vel, rows[:, 2])
+        ]
         midi.instruments.append(kit)
     all_ends = [n.end for inst in midi.instruments for n in inst.notes]
     duration = float(max(all_ends)) if all_ends else 0.0
