@@ -30,7 +30,7 @@ from cadenza.audio.io import loudness_normalize, save_audio
 from cadenza.data import captions as cap
 from cadenza.data.arrange import Arrangement, arrange
 from cadenza.data.corpus import WorkRef, abc_fields, load_work, select_works, split_for, stable_hash
-from cadenza.data.manifest import atomic_write_json, write_manifest
+from cadenza.data.manifest import atomic_write_json, validate_manifest, write_manifest
 from cadenza.data.render import add_room, render_midi, resolve_soundfont
 from cadenza.data.score import score_data
 from cadenza.data.score_controls import score_controls
@@ -350,7 +350,11 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
             f"the build in {out} produced no clips ({len(failures)} of {len(works)} works failed)",
             f"see {out / 'failures.json'} for the reasons",
         ) if failures else CadenzaError(f"the build in {out} produced no clips", "raise --limit-works or --max-clips")
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):  # a guard: work slugs must be unique
+        raise CadenzaError(f"the build in {out} has duplicate clip ids", "report this as a bug")
     write_manifest(out, rows)
+    validate_manifest(out, check_files=False)
     atomic_write_json(out / "failures.json", failures)
     hours = sum(r["duration"] for r in rows) / 3600
     splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "test")}

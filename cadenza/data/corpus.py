@@ -99,8 +99,14 @@ def list_works() -> tuple[WorkRef, ...]:
                     works.append(WorkRef(f"{stem}#{i}", rel, collection, i, len(tune)))
         else:
             works.append(WorkRef(stem, rel, collection, None, os.path.getsize(p)))
-    works.sort(key=lambda w: w.work_id)
-    return tuple(works)
+    # a few works ship in two formats (bwv277.krn and .mxl): keep one, the MusicXML if any
+    rank = {".mxl": 0, ".musicxml": 1, ".xml": 2, ".krn": 3, ".abc": 4}
+    best: dict[str, WorkRef] = {}
+    for w in works:
+        cur = best.get(w.work_id)
+        if cur is None or rank[os.path.splitext(w.path)[1].lower()] < rank[os.path.splitext(cur.path)[1].lower()]:
+            best[w.work_id] = w
+    return tuple(sorted(best.values(), key=lambda w: w.work_id))
 
 
 def select_works(n_works: int | None, seed: int, max_size: int | None = None) -> list[WorkRef]:
