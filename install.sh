@@ -19,4 +19,8 @@ $PIP install -q torch==2.13.0
 $PIP install -q -e ".[dev]"
 # tinysoundfont declares pyaudio (for playback only); we render offline, so skip its deps.
 $PIP install -q --no-deps tinysoundfont
+# basic-pitch (optional melody cross-check in cadenza.eval): its bundled ONNX model runs on onnxruntime;
+# its declared deps pull TensorFlow, so --no-deps (it imports neither TF nor torchaudio without them).
+$PIP install -q onnxruntime "resampy>=0.4.3"
+$PIP install -q --no-deps basic-pitch==0.4.0
 python3 -c "import cadenza, torch; print('cadenza', cadenza.__version__, 'torch', torch.__version__)"
