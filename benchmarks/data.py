@@ -1,0 +1,191 @@
+"""Benchmark: corpus build throughput, and how far audio-extracted controls are from the score's.
+
+1. Throughput: builds a slice of the ``small`` preset (``--works`` works, FluidR3_GM) into a
+   temporary folder with one worker and reports seconds of audio per second of wall time,
+   beside the same slice rendered with TimGM6mb. The render stage alone is also timed
+   against ``pretty_midi``'s own sine-wave ``synthesize`` on the same arrangements.
+2. Agreement over the clips of a data set (``--data``, default: the slice just built):
+   frame pitch-class agreement between the score melody (top voice) and the extracted melody
+   on frames voiced in both, and beat / downbeat F1 (mir_eval, ±70 ms) of the extracted beats
+   against the score's beat grid. The peer is the same comparison with every score paired to
+   another clip's extraction (chance level for this data).
+
+Run: ``python benchmarks/data.py [--works 12] [--data data/corpus-small]`` → prints a table
+and writes ``benchmarks/results/data.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mir_eval  # noqa: E402
+import torch  # noqa: E402
+
+from cadenza.audio.format import SAMPLE_RATE  # noqa: E402
+from cadenza.controls.base import ControlSet  # noqa: E402
+from cadenza.data.arrange import arrange  # noqa: E402
+from cadenza.data.build import BuildConfig, build, work_rng  # noqa: E402
+from cadenza.data.corpus import load_work, select_works  # noqa: E402
+from cadenza.data.manifest import read_manifest  # noqa: E402
+from cadenza.data.render import render_midi, resolve_soundfont  # noqa: E402
+from cadenza.data.score import score_data  # noqa: E402
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def throughput(works: int, seed: int, soundfont: str, tmp: Path) -> dict:
+    """Wall time and audio seconds for building ``works`` works of the small preset."""
+    # warm-up: imports, music21's first parse and the SoundFont load are not counted
+    build(BuildConfig(out=str(tmp / f"warm-{soundfont}"), preset="tiny", seed=seed, workers=1, limit_works=1, soundfont=soundfont))
+    out = tmp / f"slice-{soundfont}"
+    cfg = BuildConfig(out=str(out), preset="small", seed=seed, workers=1, limit_works=works, soundfont=soundfont)
+    t0, c0 = time.perf_counter(), time.process_time()
+    summary = build(cfg)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    audio_s = summary["hours"] * 3600
+    return {"soundfont": soundfont, "works": works, "clips": summary["clips"], "audio_seconds": audio_s,
+            "wall_seconds": wall, "cpu_seconds": cpu, "audio_per_wall": audio_s / wall, "audio_per_cpu": audio_s / cpu,
+            "folder": str(out)}
+
+
+def render_speed(works: int, seed: int, repeats: int = 2) -> dict:
+    """Render stage only: TinySoundFont (FluidR3 and TimGM6mb) vs pretty_midi.synthesize (sines)."""
+    arrangements = []
+    for ref in select_works(works, seed):
+        try:
+            sd = score_data(load_work(ref))
+        except Exception:
+            continue
+        arrangements.append(arrange(sd, work_rng(seed, ref.work_id, 0), 36.5))
+    total = sum(a.duration + 1.0 for a in arrangements)
+    res = {"arrangements": len(arrangements), "audio_seconds": total}
+    fonts = {"tinysoundfont_fluidr3": resolve_soundfont("fluidr3", True)[0], "tinysoundfont_timgm6mb": resolve_soundfont("timgm6mb", False)[0]}
+    for name, path in fonts.items():
+        render_midi(arrangements[0].midi, path, 1.0)  # load the SoundFont outside the timing
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for a in arrangements:
+                render_midi(a.midi, path, a.duration)
+            best = min(best, time.perf_counter() - t0)
+        res[name] = total / best
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for a in arrangements:
+            a.midi.synthesize(fs=SAMPLE_RATE)
+        best = min(best, time.perf_counter() - t0)
+    res["pretty_midi_synthesize"] = total / best
+    return res
+
+
+def agreement(folder: Path, max_clips: int | None, seed: int) -> dict:
+    """Score vs extracted controls: melody agreement and beat/downbeat F1, plus a mismatched-pair peer."""
+    rows = [r for r in read_manifest(folder) if r["controls"].get("score") and r["controls"].get("extracted")]
+    if max_clips and len(rows) > max_clips:
+        pick = np.random.default_rng(seed).choice(len(rows), max_clips, replace=False)
+        rows = [rows[i] for i in sorted(pick)]
+    score = [ControlSet.load(folder / r["controls"]["score"]) for r in rows]
+    extracted = [ControlSet.load(folder / r["controls"]["extracted"]) for r in rows]
+
+    def compare(pairs: list[tuple[ControlSet, ControlSet]]) -> dict:
+        agree = voiced = 0
+        per_clip, beat_f, down_f = [], [], []
+        for s, e in pairs:
+            ps, pe = s.pitch_classes(), e.pitch_classes()
+            both = (ps >= 0) & (pe >= 0)
+            agree += int((ps[both] == pe[both]).sum())
+            voiced += int(both.sum())
+            if both.any():
+                per_clip.append(float((ps[both] == pe[both]).mean()))
+            beat_f.append(mir_eval.beat.f_measure(s.beat_times(), e.beat_times(), 0.07))
+            if len(s.downbeat_times()):
+                down_f.append(mir_eval.beat.f_measure(s.downbeat_times(), e.downbeat_times(), 0.07))
+        return {
+            "melody_agreement_frames": agree / max(voiced, 1), "melody_agreement_clip_mean": float(np.mean(per_clip)),
+            "beat_f1": float(np.mean(beat_f)), "downbeat_f1": float(np.mean(down_f)) if down_f else None,
+        }
+
+    matched = compare(list(zip(score, extracted)))
+    shifted = compare(list(zip(score, extracted[1:] + extracted[:1])))
+    by_kind: dict[str, dict] = {}
+    for kind, sel in (("generated accompaniment", lambda r: r.get("accompaniment") is not None),
+                      ("parts as written", lambda r: r.get("accompaniment") is None),
+                      ("with drums", lambda r: bool(r.get("drums"))), ("without drums", lambda r: not r.get("drums"))):
+        idx = [i for i, r in enumerate(rows) if sel(r)]
+        if idx:
+            by_kind[kind] = {"clips": len(idx), **compare([(score[i], extracted[i]) for i in idx])}
+    return {"folder": str(folder), "clips": len(rows), "matched": matched, "mismatched_peer": shifted, "by_kind": by_kind}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--works", type=int, default=12, help="works of the small preset to build for throughput")
+    ap.add_argument("--data", type=Path, default=None, help="data set for the agreement (default: the slice built)")
+    ap.add_argument("--max-clips", type=int, default=None, help="agreement on a random subset of this many clips")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fluid = throughput(args.works, args.seed, "fluidr3", Path(tmp))
+        tim = throughput(args.works, args.seed, "timgm6mb", Path(tmp))
+        render = render_speed(min(args.works, 8), args.seed)
+        agree = agreement(args.data or Path(fluid["folder"]), args.max_clips, args.seed)
+
+    result = {
+        "benchmark": "data", "git_commit": git_commit(), "seed": args.seed, "python": platform.python_version(),
+        "torch_threads": 1, "cpu": platform.processor() or platform.machine(),
+        "config": {"works": args.works, "preset": "small", "workers": 1, "clip_seconds": 6.0, "data": str(args.data) if args.data else None},
+        "throughput": {"fluidr3": fluid, "timgm6mb": tim}, "render_stage": render, "agreement": agree,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "data.json").write_text(json.dumps(result, indent=1) + "\n")
+
+    m, p = agree["matched"], agree["mismatched_peer"]
+    lines = [
+        "# Data benchmark", "",
+        f"commit `{result['git_commit'][:10]}`, seed {args.seed}, 1 worker, torch 1 thread, machine shared with other jobs", "",
+        "## Build throughput (seconds of audio per second of wall time, small-preset slice)", "",
+        "| build | works | clips | audio s | wall s | audio/wall | CPU s | audio/CPU | ratio (audio/CPU) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | {r['works']} | {r['clips']} | {r['audio_seconds']:.0f} | {r['wall_seconds']:.1f} | {r['audio_per_wall']:.1f} | "
+          f"{r['cpu_seconds']:.1f} | {r['audio_per_cpu']:.1f} | {r['audio_per_cpu'] / fluid['audio_per_cpu']:.2f} |"
+          for name, r in (("FluidR3_GM (small default)", fluid), ("TimGM6mb", tim))],
+        "", f"## Render stage only ({render['arrangements']} arrangements, {render['audio_seconds']:.0f} s of audio; x real time)", "",
+        "| renderer | x real time | ratio to TinySoundFont+FluidR3 |", "|---|---|---|",
+        *[f"| {k} | {render[k]:.0f} | {render[k] / render['tinysoundfont_fluidr3']:.2f} |"
+          for k in ("tinysoundfont_fluidr3", "tinysoundfont_timgm6mb", "pretty_midi_synthesize")],
+        "", f"## Score vs audio-extracted controls ({agree['clips']} clips of {agree['folder']})", "",
+        "| metric | score vs own audio | peer: score vs another clip | ratio |", "|---|---|---|---|",
+        f"| melody agreement (frames voiced in both) | {m['melody_agreement_frames']:.3f} | {p['melody_agreement_frames']:.3f} | {m['melody_agreement_frames'] / max(p['melody_agreement_frames'], 1e-9):.2f} |",
+        f"| beat F1 (70 ms) | {m['beat_f1']:.3f} | {p['beat_f1']:.3f} | {m['beat_f1'] / max(p['beat_f1'], 1e-9):.2f} |",
+        f"| downbeat F1 (70 ms) | {m['downbeat_f1']:.3f} | {p['downbeat_f1']:.3f} | {m['downbeat_f1'] / max(p['downbeat_f1'], 1e-9):.2f} |",
+        "", "| subset | clips | melody agreement | beat F1 | downbeat F1 |", "|---|---|---|---|---|",
+        *[f"| {k} | {v['clips']} | {v['melody_agreement_frames']:.3f} | {v['beat_f1']:.3f} | {v['downbeat_f1'] if v['downbeat_f1'] is None else round(v['downbeat_f1'], 3)} |"
+          for k, v in agree["by_kind"].items()],
+    ]
+    (args.out / "data.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
