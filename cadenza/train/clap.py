@@ -1,0 +1,347 @@
+"""Training the small CLAP model: symmetric InfoNCE over (log-mel crop, caption) pairs.
+
+Kept cheap for a shared CPU: every clip's log-mel is read once into memory (from the corpus
+feature cache when it exists, else computed from the audio), every caption is encoded once by
+the frozen text encoder, and a step is a batch of random crops with a random caption each.
+
+Clips of one arrangement often share a caption; two such clips in a batch are not negatives of
+each other, so the targets are **multi-positive**: row i spreads its probability evenly over
+every column whose caption text equals its own (plain InfoNCE when captions are distinct).
+
+Run in the background (it saves safetensors + JSON atomically and resumes):
+
+    nohup nice python -m cadenza.train.clap --data data/corpus-small --out runs/clap/small --max-minutes 25 &
+
+The run folder holds ``model/`` (a CLAP model folder, loadable with ``cadenza.eval.clap.Clap.load``),
+``train_state.*`` (weights + optimiser moments for resuming) and ``log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
+from cadenza.checkpoint import save_safetensors_atomic
+from cadenza.config import load_config, write_json_atomic
+from cadenza.conditioning.text import TextEncoder, build_text_encoder
+from cadenza.errors import CadenzaError
+from cadenza.eval.clap import Clap, ClapModel, retrieval_metrics
+
+LN_DB = math.log(10) / 20  # a gain of g dB adds g * LN_DB to a natural-log magnitude
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class ClapCorpus:
+    """Clips of one split in memory: log-mels (float16), captions, and ids."""
+
+    mels: list[Tensor]
+    captions: list[list[str]]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.mels)
+
+
+def load_corpus(folder: str | os.PathLike, split: str, max_clips: int | None = None) -> ClapCorpus:
+    """One split of a data set, from its feature cache when built, else from the audio files."""
+    from cadenza.data.cache import cache_dir, load_index
+    from cadenza.data.manifest import read_manifest
+
+    folder = Path(folder)
+    for source in ("score", "extracted"):
+        try:
+            index = load_index(folder, source)
+        except CadenzaError:
+            continue
+        return _corpus_from_cache(cache_dir(folder, source), index, split, max_clips)
+    rows = read_manifest(folder, split)
+    if not rows:
+        raise CadenzaError(f"split '{split}' of {folder} has no clips", "use another split or a bigger data set")
+    rows = rows[:max_clips] if max_clips else rows
+    from cadenza.audio.io import load_audio
+
+    mel = MelSpectrogram()
+    mels = []
+    with torch.inference_mode():
+        for r in rows:
+            mels.append(mel(torch.from_numpy(load_audio(folder / r["path"]))).half())
+    return ClapCorpus(mels, [list(r["captions"]) or [r["caption"]] for r in rows], [r["id"] for r in rows])
+
+
+def _corpus_from_cache(folder: Path, index: dict, split: str, max_clips: int | None) -> ClapCorpus:
+    from safetensors import safe_open
+
+    shards = index["splits"].get(split, {}).get("shards", [])
+    if not shards:
+        raise CadenzaError(f"split '{split}' of the cache in {folder} has no clips", "use another split or a bigger data set")
+    mels, captions, ids = [], [], []
+    for name in shards:
+        meta = json.loads((folder / f"{name}.json").read_text())
+        with safe_open(str(folder / f"{name}.safetensors"), framework="pt") as f:
+            mel = f.get_tensor("mel")  # (n_mels, ΣT) float16
+            offsets = f.get_tensor("offsets").tolist()
+        for i, cid in enumerate(meta["ids"]):
+            mels.append(mel[:, offsets[i] : offsets[i + 1]].clone())
+            captions.append(list(meta["captions"][i]))
+            ids.append(cid)
+            if max_clips and len(ids) >= max_clips:
+                return ClapCorpus(mels, captions, ids)
+    return ClapCorpus(mels, captions, ids)
+
+
+def encode_captions(encoder: TextEncoder, captions: list[list[str]], batch_size: int = 64) -> tuple[Tensor, dict[str, int]]:
+    """Every distinct caption once → (U, text_dim) pooled vectors and a text → row map."""
+    unique = list(dict.fromkeys(c for caps in captions for c in caps))
+    rows = [encoder.encode(unique[k : k + batch_size]).pooled for k in range(0, len(unique), batch_size)]
+    return torch.cat(rows).float(), {c: i for i, c in enumerate(unique)}
+
+
+class CropBatches(IterableDataset):
+    """Endless batches of (mel crops, caption rows): clips shuffled per epoch, random crop/caption/gain."""
+
+    def __init__(self, corpus: ClapCorpus, caption_rows: dict[str, int], batch_size: int, crop_frames: int, gain_db: float, seed: int) -> None:
+        if len(corpus) < 2:
+            raise CadenzaError(f"contrastive training needs at least 2 clips, got {len(corpus)}", "use a bigger data set")
+        self.corpus, self.rows = corpus, caption_rows
+        self.batch_size, self.crop, self.gain_db, self.seed = min(batch_size, len(corpus)), crop_frames, gain_db, seed
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        rng = np.random.default_rng(self.seed)
+        n = len(self.corpus)
+        while True:
+            order = rng.permutation(n)
+            for k in range(0, n - self.batch_size + 1, self.batch_size):
+                idx = order[k : k + self.batch_size]
+                mel = torch.full((len(idx), self.corpus.mels[0].shape[0], self.crop), LOG_MEL_MIN)
+                caps = torch.empty(len(idx), dtype=torch.long)
+                for j, i in enumerate(idx):
+                    m = self.corpus.mels[i]
+                    start = int(rng.integers(0, max(m.shape[-1] - self.crop, 0) + 1))
+                    piece = m[:, start : start + self.crop].float()
+                    mel[j, :, : piece.shape[-1]] = piece
+                    options = self.corpus.captions[i]
+                    caps[j] = self.rows[options[int(rng.integers(len(options)))]]
+                gain = torch.from_numpy(rng.uniform(-self.gain_db, self.gain_db, (len(idx), 1, 1))).float() * LN_DB
+                yield torch.clamp(mel + gain, min=LOG_MEL_MIN), caps
+
+
+# ---------------------------------------------------------------------------------------------- loss
+def contrastive_loss(logits: Tensor, caption_ids: Tensor) -> Tensor:
+    """Symmetric InfoNCE with multi-positive targets (equal captions are positives of each other)."""
+    same = (caption_ids[:, None] == caption_ids[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    loss_a = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    loss_t = -(targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    return (loss_a + loss_t) / 2
+
+
+# ---------------------------------------------------------------------------------------------- module
+class ClapModule(L.LightningModule):
+    """The CLAP model with its frozen caption table; one InfoNCE step per batch."""
+
+    def __init__(self, config: dict, caption_table: Tensor) -> None:
+        super().__init__()
+        self.config = config
+        self.model = ClapModel(config["model"])
+        self.register_buffer("captions", caption_table, persistent=False)
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self.last_log: dict[str, float] = {}
+
+    def lr_scale(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 10 % at ``max_steps``."""
+        t = self.config["train"]
+        warm, total = t.get("warmup_steps", 50), max(t["max_steps"], 1)
+        if step < warm:
+            return (step + 1) / warm
+        frac = min((step - warm) / max(total - warm, 1), 1.0)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def configure_optimizers(self):
+        t = self.config["train"]
+        decay = [p for n, p in self.model.named_parameters() if p.ndim > 1]
+        other = [p for n, p in self.model.named_parameters() if p.ndim <= 1]  # norms, biases, temperature
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.get("weight_decay", 0.01)}, {"params": other, "weight_decay": 0.0}], lr=t["lr"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.lr_scale(int(self.step_count)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        mel, caps = batch
+        logits = self.model(mel, self.captions[caps])
+        loss = contrastive_loss(logits, caps)
+        self.step_count += 1
+        self.last_log = {"loss": float(loss.detach()), "temperature": float(1.0 / self.model.scale().detach())}
+        return loss
+
+    # --- state (safetensors + JSON, no pickle) --------------------------------------------------
+    def save_train_state(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        meta: dict[str, Any] = {"step": int(self.step_count), "config": self.config}
+        if self._trainer is not None:
+            opt = self.optimizers()
+            sd = getattr(opt, "optimizer", opt).state_dict()
+            for pid, st in sd["state"].items():
+                for key, val in st.items():
+                    tensors[f"opt.{pid}.{key}"] = val if isinstance(val, Tensor) else torch.tensor(val)
+            meta["param_groups"] = sd["param_groups"]
+        save_safetensors_atomic(folder / "train_state.safetensors", tensors)
+        write_json_atomic(folder / "train_state.json", meta)  # written last: its presence marks a complete state
+
+    def load_train_state(self, folder: str | os.PathLike) -> int:
+        folder = Path(folder)
+        meta = json.loads((folder / "train_state.json").read_text())
+        tensors = load_file(str(folder / "train_state.safetensors"))
+        self.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        if "param_groups" in meta and self._trainer is not None:
+            state: dict[int, dict[str, Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith("opt."):
+                    pid, key = k[len("opt.") :].split(".", 1)
+                    state.setdefault(int(pid), {})[key] = v
+            opt = self.optimizers()
+            getattr(opt, "optimizer", opt).load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.step_count.fill_(int(meta["step"]))
+        return int(meta["step"])
+
+
+class ClapCheckpoint(L.Callback):
+    """Log, evaluate on the valid split, save the model folder + train state; resume at the start."""
+
+    def __init__(self, run: Path, valid: tuple[list[Tensor], Tensor, np.ndarray] | None, every_s: float, log_every: int, eval_every: int) -> None:
+        self.run, self.valid, self.every_s, self.log_every, self.eval_every = run, valid, every_s, log_every, eval_every
+        self._last = self._t0 = time.monotonic()
+        self.best = -1.0
+
+    def _log(self, line: dict) -> None:
+        print(json.dumps(line), flush=True)
+        with open(self.run / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    def on_train_start(self, trainer: L.Trainer, module: ClapModule) -> None:
+        if (self.run / "train_state.json").exists():
+            self._log({"resumed_at_step": module.load_train_state(self.run)})
+        self._last = self._t0 = time.monotonic()
+
+    def _evaluate(self, module: ClapModule) -> dict[str, float]:
+        mels, caption_table, clip_caption = self.valid
+        was_training = module.model.training
+        module.model.eval()
+        clap = Clap(module.model, text_encoder=_NoText())
+        audio = clap.embed_mels(mels)
+        with torch.inference_mode():
+            text = module.model.encode_text(caption_table).numpy()
+        module.model.train(was_training)
+        return retrieval_metrics(audio, text, clip_caption)
+
+    def _save(self, module: ClapModule, metrics: dict[str, float] | None) -> None:
+        module.save_train_state(self.run)
+        extra = {"train_step": int(module.step_count), "valid": metrics or {}}
+        Clap(module.model, text_encoder=_NoText(), name=module.config.get("name", "clap")).save(self.run / "model", extra)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: ClapModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = int(module.step_count)
+        if self.log_every and step % self.log_every == 0:
+            self._log({"step": step, "elapsed_s": round(time.monotonic() - self._t0, 1), **{k: round(v, 4) for k, v in module.last_log.items()}})
+        if self.valid is not None and self.eval_every and step % self.eval_every == 0:
+            metrics = self._evaluate(module)
+            self._log({"step": step, "valid": {k: round(v, 4) for k, v in metrics.items()}})
+        if step >= module.config["train"]["max_steps"]:
+            trainer.should_stop = True
+        if time.monotonic() - self._last >= self.every_s:
+            self._save(module, None)
+            self._last = time.monotonic()
+
+    def on_train_end(self, trainer: L.Trainer, module: ClapModule) -> None:
+        metrics = self._evaluate(module) if self.valid is not None else None
+        if metrics:
+            self._log({"step": int(module.step_count), "final_valid": {k: round(v, 4) for k, v in metrics.items()}})
+        self._save(module, metrics)
+
+
+class _NoText(TextEncoder):
+    """Placeholder text encoder for a ``Clap`` used only for audio embeddings during training."""
+
+    name = "none"
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def _encode_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor]]:
+        raise CadenzaError("this CLAP object was made for audio embeddings only", "load the saved model folder with Clap.load")
+
+
+def eval_set(corpus: ClapCorpus, encoder: TextEncoder) -> tuple[list[Tensor], Tensor, np.ndarray]:
+    """(mels, unique first-caption vectors, clip → caption row) for retrieval metrics."""
+    firsts = [caps[0] for caps in corpus.captions]
+    table, rows = encode_captions(encoder, [[c] for c in firsts])
+    return [m.float() for m in corpus.mels], table, np.array([rows[c] for c in firsts])
+
+
+def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:
+    """Train (or resume) a CLAP model; returns the model folder ``run/model``."""
+    torch.set_num_threads(threads)
+    t = config["train"]
+    L.seed_everything(t.get("seed", 0), verbose=False)
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run / "config.json", config)
+    encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
+    train_set = load_corpus(data, "train", t.get("max_clips"))
+    table, rows = encode_captions(encoder, train_set.captions)
+    valid = None
+    try:
+        valid = eval_set(load_corpus(data, "valid", t.get("max_valid_clips")), encoder)
+    except CadenzaError:
+        pass  # a tiny data set may have no valid split: train without evaluation
+    module = ClapModule(config, table)
+    batches = CropBatches(train_set, rows, t["batch_size"], t["crop_frames"], t.get("gain_db", 6.0), t.get("seed", 0))
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
+    minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
+    callback = ClapCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200))
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=-1, max_time={"seconds": int(minutes * 60)} if minutes else None,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[callback], num_sanity_val_steps=0, limit_val_batches=0,
+    )
+    trainer.fit(module, loader)
+    return run / "model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cadenza.train.clap", description="Train the small CLAP text–audio model on CPU.")
+    parser.add_argument("--data", required=True, help="data set folder with manifest.jsonl (and ideally a feature cache)")
+    parser.add_argument("--out", required=True, help="run folder (resumes if it holds a train state)")
+    parser.add_argument("--config", default="small", help="shipped config name or a .json path")
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: the config's)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("overrides", nargs="*", help="config overrides such as train.batch_size=16")
+    args = parser.parse_args(argv)
+    try:
+        folder = train(load_config("clap", args.config, args.overrides), args.data, args.out, args.max_minutes, args.threads)
+    except CadenzaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"saved {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
