@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -366,11 +365,3 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
     atomic_write_json(out / "build.json", summary)
     return summary
 
-
-def config_with(cfg: BuildConfig, **changes) -> BuildConfig:
-    """A copy of ``cfg`` with some fields changed (for the CLI and benchmarks)."""
-    return replace(cfg, **changes)
-
-
-def config_dict(cfg: BuildConfig) -> dict:
-    return asdict(cfg)
