@@ -71,8 +71,12 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     use_adapter: bool = True,
     loss: str = "mse",
+    frame_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One denoising loss on a batch of clean normalised mels (B, n_mels, T)."""
+    """One denoising loss on a batch of clean normalised mels (B, n_mels, T).
+
+    ``frame_weight`` (B, T), e.g. 0 on padding frames, weights the per-frame error.
+    """
     b = x0.shape[0]
     n_train = noise_scheduler.config.num_train_timesteps
     t = torch.randint(0, n_train, (b,), generator=generator).to(x0.device)
@@ -84,7 +88,11 @@ def diffusion_loss(
         target = noise
     pred = model(xt, t, text, controls, use_adapter=use_adapter)
     err = pred - target
-    return err.abs().mean() if loss == "l1" else err.square().mean()
+    per = err.abs() if loss == "l1" else err.square()
+    if frame_weight is None:
+        return per.mean()
+    w = frame_weight.to(per)[:, None, :]
+    return (per * w).sum() / (w.sum() * per.shape[1]).clamp(min=1.0)
 
 
 def batch_noise(shape: Sequence[int], generators: Sequence[torch.Generator]) -> torch.Tensor:

@@ -30,7 +30,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -106,24 +106,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"caption": [str(it["caption"]) for it in items]}
     for key in ("mel", *CONTROL_KEYS):
         out[key] = torch.stack([torch.as_tensor(np.asarray(it[key]), dtype=torch.float32) for it in items])
+    if "valid" in items[0]:  # 0 on padding frames of clips shorter than the crop
+        out["valid"] = torch.stack([torch.as_tensor(np.asarray(it["valid"]), dtype=torch.float32) for it in items])
     return out
-
-
-class CorpusClips(IterableDataset):
-    """Random crops of ``frames`` frames from engineer C's ``ClipDataset`` (mel + controls + caption)."""
-
-    def __init__(self, corpus: str | os.PathLike, frames: int, split: str = "train", seed: int = 0) -> None:
-        try:
-            from cadenza.data import ClipDataset
-        except ImportError:
-            raise CadenzaError("the clip dataset (cadenza.data.ClipDataset) is not available", "use data.source=synthetic, or build the corpus first") from None
-        self.clips = ClipDataset(corpus, split=split, frames=frames)
-        self.seed = seed
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        rng = np.random.default_rng(self.seed)
-        while True:
-            yield self.clips.random_crop(rng)
 
 
 def build_dataset(config: dict):
@@ -134,7 +119,10 @@ def build_dataset(config: dict):
     if source == "synthetic":
         return SyntheticClips(int(data.get("synthetic_clips", 64)), frames, int(config["train"].get("seed", 0)))
     if source == "corpus":
-        return CorpusClips(data.get("corpus", "data/corpus-small"), frames, "train", int(config["train"].get("seed", 0)))
+        # engineer C's feature cache: random crops of `frames` frames, a random caption per clip
+        from cadenza.data.dataset import ClipDataset
+
+        return ClipDataset(data.get("corpus", "data/corpus-small"), "train", frames, controls=data.get("controls", "extracted"))
     raise CadenzaError(f"unknown data.source '{source}'", "use 'corpus' or 'synthetic'")
 
 
@@ -196,7 +184,7 @@ class GeneratorModule(L.LightningModule):
         x0, text, controls = self.prepare_batch(batch)
         return diffusion_loss(
             self.net, x0, text, controls, self.noise_scheduler, self.generator,
-            use_adapter=not self.base_only, loss=self.tcfg.get("loss", "mse"),
+            use_adapter=not self.base_only, loss=self.tcfg.get("loss", "mse"), frame_weight=batch.get("valid"),
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

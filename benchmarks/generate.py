@@ -1,0 +1,174 @@
+"""Generation speed: Cadenza (text + melody + dynamics + rhythm + CFG) vs MusicGen-small, on a CPU.
+
+Each run happens in a fresh subprocess (so peak RSS is that run's alone) limited to
+``--threads`` torch threads. Cadenza generates with its default steps and sampler and all three
+controls; MusicGen is ``MusicgenForConditionalGeneration`` built by hand from the
+musicgen-small configuration (T5-base text encoder, 24-layer 1024-d decoder over 4 EnCodec
+codebooks at 50 Hz, 32 kHz EnCodec) with **random weights** — no download — generating the same
+duration with CFG 3 (its default). Speed does not depend on the weights, quality does, so only
+time and memory are compared. Writes ``benchmarks/results/generate.json`` + ``.md``.
+
+    python benchmarks/generate.py --threads 2 --durations 6 60 --musicgen-durations 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+MELODY_BAR = "C4:1 E4:1 G4:1 E4:1 F4:1 A4:1 G4:2 "
+
+
+def run_cadenza(duration: float, threads: int, model: str | None, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from cadenza import Cadenza
+
+    t0 = time.perf_counter()
+    gen = Cadenza.load(model)
+    gen.text_encoder.encode(["warm up"])  # load MiniLM outside the timed region, as a server would
+    load_s = time.perf_counter() - t0
+    bars = int(duration * 100 / 60 / 8) + 1  # 8 beats per melody bar at 100 bpm
+    t1 = time.perf_counter()
+    wave, sr = gen.generate(
+        "a cheerful folk tune on fiddle and guitar", melody=MELODY_BAR * bars, dynamics="swell", bpm=100,
+        duration=duration, seed=seed, cfg=3.0,
+    )
+    wall = time.perf_counter() - t1
+    info = gen.last_info
+    return {
+        "system": "cadenza", "duration_s": duration, "wall_s": round(wall, 2), "load_s": round(load_s, 2),
+        "rtf": round(wall / duration, 3), "steps": info["steps"], "sampler": info["sampler"], "cfg": info["cfg"],
+        "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
+        "params_M": round(sum(p.numel() for p in gen.net.parameters()) / 1e6, 2), "samples": int(len(wave)), "sample_rate": sr,
+    }
+
+
+def musicgen_small_random():
+    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
+
+    text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12, relative_attention_num_buckets=32)
+    audio = EncodecConfig(
+        sampling_rate=32000, audio_channels=1, codebook_size=2048, codebook_dim=128, hidden_size=128, num_filters=64,
+        upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], norm_type="weight_norm", normalize=False,
+        num_lstm_layers=2, num_residual_layers=1, use_causal_conv=False, pad_mode="reflect", compress=2,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096, num_codebooks=4,
+        max_position_embeddings=2048, pad_token_id=2048, bos_token_id=2048,
+    )
+    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
+    config.decoder_start_token_id = 2048
+    config.pad_token_id = 2048
+    model = MusicgenForConditionalGeneration(config).eval()
+    return model
+
+
+def run_musicgen(duration: float, threads: int, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    model = musicgen_small_random()
+    load_s = time.perf_counter() - t0
+    ids = torch.randint(5, 32000, (1, 12))
+    frames = int(round(duration * model.config.audio_encoder.frame_rate))
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        audio = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=frames, do_sample=True, guidance_scale=3.0
+        )
+    wall = time.perf_counter() - t1
+    return {
+        "system": "musicgen-small (random weights)", "duration_s": duration, "wall_s": round(wall, 2), "load_s": round(load_s, 2),
+        "rtf": round(wall / duration, 3), "tokens": frames, "cfg": 3.0,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1), "samples": int(audio.shape[-1]), "sample_rate": 32000,
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.worker == "cadenza":
+        row = run_cadenza(args.duration, args.threads, args.model, args.seed)
+    else:
+        row = run_musicgen(args.duration, args.threads, args.seed)
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+def spawn(kind: str, duration: float, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--duration", str(duration), "--threads", str(args.threads), "--seed", str(args.seed)]
+    if args.model:
+        cmd += ["--model", args.model]
+    print("running", " ".join(cmd[2:]), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            row = json.loads(line[7:])
+            print(json.dumps(row), flush=True)
+            return row
+    raise RuntimeError(f"{kind} {duration}s failed:\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--durations", type=float, nargs="+", default=[6.0, 60.0])
+    ap.add_argument("--musicgen-durations", type=float, nargs="*", default=[6.0])
+    ap.add_argument("--model", default=None, help="generator folder (default: shipped)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--worker", choices=["cadenza", "musicgen"], help=argparse.SUPPRESS)
+    ap.add_argument("--duration", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    rows = [spawn("cadenza", d, args) for d in args.durations]
+    rows += [spawn("musicgen", d, args) for d in args.musicgen_durations]
+    by = {(r["system"].split()[0], r["duration_s"]): r for r in rows}
+    ratios = {}
+    for d in args.musicgen_durations:
+        if ("cadenza", d) in by and ("musicgen-small", d) in by:
+            c, m = by[("cadenza", d)], by[("musicgen-small", d)]
+            ratios[f"{d:g}s"] = {
+                "musicgen_over_cadenza_wall": round(m["wall_s"] / c["wall_s"], 2),
+                "musicgen_over_cadenza_peak_rss": round(m["peak_rss_mb"] / c["peak_rss_mb"], 2),
+            }
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {
+        "benchmark": "generate", "config": {k: v for k, v in vars(args).items() if k not in ("worker", "duration")},
+        "git_commit": commit, "seed": args.seed, "machine": platform.machine(), "python": platform.python_version(),
+        "rows": rows, "ratios": ratios,
+        "notes": "MusicGen has random weights (speed only). Cadenza: text + melody + dynamics + rhythm, CFG 3, default steps/sampler, "
+        "vocoder included. Shared 2-core machine: other jobs may have been running.",
+    }
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from cadenza.config import write_json_atomic
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(RESULTS / "generate.json", result)
+    lines = [
+        "# Generation speed on CPU: Cadenza vs MusicGen-small (random weights)", "",
+        f"{args.threads} torch threads; commit {commit}; seed {args.seed}. Wall time excludes model loading.", "",
+        "| system | duration (s) | wall (s) | real-time factor | peak RSS (MB) | params (M) | settings |", "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        settings = f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, {r.get('vocoder', 'EnCodec')}" if r["system"] == "cadenza" else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
+        lines.append(f"| {r['system']} | {r['duration_s']:g} | {r['wall_s']} | {r['rtf']} | {r['peak_rss_mb']} | {r['params_M']} | {settings} |")
+    lines += ["", "Ratios (MusicGen ÷ Cadenza): " + json.dumps(ratios), "", result["notes"]]
+    (RESULTS / "generate.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
