@@ -104,3 +104,26 @@ def test_bad_options_are_cadenza_errors(tmp_path: Path) -> None:
         build(BuildConfig(out=str(tmp_path / "x"), preset="huge"))
     with pytest.raises(CadenzaError, match="clip-seconds"):
         build(BuildConfig(out=str(tmp_path / "x"), clip_seconds=0.1))
+
+
+def test_killed_build_process_resumes_to_identical_manifest(tiny_corpus: Path, tiny_builder, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cadenza", "data", "build", "--preset", "tiny", "--out", str(out), "--workers", "1",
+           "--limit-works", "3", "--max-clips", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list((out / "works").glob("*.json")) and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (out / "manifest.jsonl").exists() or proc.returncode == 0
+    assert tiny_builder(out) == 0
+    assert (out / "manifest.jsonl").read_bytes() == (tiny_corpus / "manifest.jsonl").read_bytes()
+    assert not [p for p in out.rglob(".*.tmp*")]
