@@ -23,7 +23,6 @@ can pool exactly instead of averaging averages.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import mir_eval
@@ -272,12 +271,39 @@ def aggregate_scores(scores: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def score_clips(
-    givens: Sequence[ControlSet], audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE, rhythm_tracker: str = "dsp"
+    givens: Sequence[ControlSet],
+    audios: Sequence[np.ndarray],
+    sample_rate: int = SAMPLE_RATE,
+    rhythm_tracker: str = "dsp",
+    batch_size: int = 16,
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Score many (controls, audio) pairs; returns the per-clip dicts and their aggregate."""
+    """Score many (controls, audio) pairs; returns the per-clip dicts and their aggregate.
+
+    Clips of equal length are extracted together (one batched STFT per group), which is how
+    a generator's output usually arrives.
+    """
+    from cadenza.controls.extract import extract_controls_batch
+
     if len(givens) != len(audios):
         raise CadenzaError(f"{len(givens)} control sets but {len(audios)} audio clips", "pass one control set per generated clip")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        scores = [score_clip(g, a, sample_rate, rhythm_tracker) for g, a in zip(givens, audios)]
+    if not givens:
+        raise CadenzaError("no clips to score", "pass at least one (controls, audio) pair")
+    clips = []
+    for i, a in enumerate(audios):
+        a = check_waveform(a, f"generated audio[{i}]")
+        if a.ndim != 1:
+            raise CadenzaError(f"generated audio[{i}] has shape {a.shape}; score mono clips", "mix down with cadenza.audio.to_mono")
+        clips.append(resample(a, int(sample_rate), SAMPLE_RATE))
+    names = sorted({n for g in givens for n in g.given()}, key=("melody", "dynamics", "rhythm").index)
+    if not names:
+        raise CadenzaError("no control is given in any control set, so there is nothing to score", "pass the controls the audio was generated from")
+    generated: list[ControlSet | None] = [None] * len(clips)
+    lengths = np.array([c.size for c in clips])
+    for length in np.unique(lengths):
+        same = np.flatnonzero(lengths == length)
+        for k in range(0, same.size, batch_size):
+            idx = same[k : k + batch_size]
+            for i, cs in zip(idx, extract_controls_batch(np.stack([clips[i] for i in idx]), SAMPLE_RATE, names, rhythm_tracker)):
+                generated[i] = cs
+    scores = [compare_controls(g, cs) for g, cs in zip(givens, generated)]
     return scores, aggregate_scores(scores)

@@ -194,3 +194,17 @@ def test_small_length_mismatch_is_tolerated(tune) -> None:
     audio, given = tune
     s = score_clip(given.select(["melody"]), audio[: audio.size - 300])  # one frame short
     assert s["n_frames"] == given.n_frames and s["melody_accuracy"] >= 0.94
+
+
+def test_batched_scoring_equals_per_clip_scoring(tune, rng) -> None:
+    audio, given = tune
+    quiet = (0.5 * audio).astype(np.float32)
+    shorter = audio[: audio.size - 2048]
+    givens = [given, given.select(["melody", "dynamics"]), given.fit_length(given.n_frames - 8)]
+    scores, agg = score_clips(givens, [audio, quiet, shorter])
+    for g, a, s in zip(givens, [audio, quiet, shorter], scores):
+        one = score_clip(g, a)
+        assert one.keys() == s.keys()
+        for k in one:
+            assert (one[k] == s[k]) or (isinstance(one[k], float) and math.isnan(one[k]) and math.isnan(s[k])), k
+    assert agg["n_clips"] == 3 and agg["beat_f1_nan"] == 1
