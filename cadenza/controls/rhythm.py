@@ -14,8 +14,9 @@ through ``register_rhythm_tracker``:
 3. beats: Ellis' (2007) dynamic program (as in ``librosa.beat``), vectorised in blocks of
    half a beat period, since no frame can link to a predecessor less than half a period back;
 4. downbeats: for meters 2, 3 and 4 and every bar phase, the contrast between the accent
-   (onset strength plus low-frequency flux) on the would-be downbeats and on the other
-   beats; the best meter/phase wins, ties going to 4/4. A 6/8 bar counted in dotted
+   (onset strength plus low-frequency flux, each divided by its mean over the neighbouring
+   beats so a crescendo is not an accent) on the would-be downbeats and on the
+   other beats; the best meter/phase wins, ties going to 4/4. A 6/8 bar counted in dotted
    quarters shows up as meter 2. With fewer than two bars of beats the first beat is
    marked as the downbeat.
 
@@ -29,6 +30,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import librosa
 import numpy as np
+import scipy.ndimage
 import torch
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
@@ -43,7 +45,7 @@ START_BPM = 120.0
 STD_OCTAVES = 1.0
 MIN_BPM, MAX_BPM = 30.0, 300.0
 TIGHTNESS = 100.0
-TRIM_FRACTION = 0.25
+TRIM_FRACTION = 0.1
 METERS = (4, 3, 2)  # in order of preference on ties
 
 
@@ -168,12 +170,10 @@ def _backtrack(local: np.ndarray, cum: np.ndarray, back: np.ndarray) -> np.ndarr
     while back[path[-1]] >= 0:  # one step per beat, not per frame
         path.append(int(back[path[-1]]))
     beats = np.array(path[::-1], dtype=np.int64)
-    # trim leading/trailing beats extrapolated into near-silence: a quarter of the RMS of the
-    # (normalised-Hann) smoothed beat scores. librosa uses twice as much, which also drops
-    # the unaccented beats at the ends of a strongly accented bar.
-    w = np.hanning(5)
-    smooth = np.convolve(local[beats], w / w.sum(), mode="same")
-    threshold = TRIM_FRACTION * np.sqrt(np.mean(smooth**2))
+    # trim leading/trailing beats extrapolated into near-silence: under a tenth of the median
+    # beat score. (librosa's half-RMS rule also drops the unaccented beats at the ends of a
+    # strongly accented bar, and the quiet beats at the start of a crescendo.)
+    threshold = TRIM_FRACTION * np.median(local[beats])
     strong = np.flatnonzero(local > threshold)
     if strong.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -185,9 +185,16 @@ def _peak_near(x: np.ndarray, frames: np.ndarray, radius: int = 2) -> np.ndarray
     return x[idx].max(axis=1)
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
-    sd = x.std()
-    return (x - x.mean()) / sd if sd > 1e-12 else np.zeros_like(x)
+def _relative_strength(x: np.ndarray, half_width: int = 4) -> np.ndarray:
+    """Strength per beat over its local mean (±``half_width`` beats), z-scored.
+
+    Dividing by the local mean removes slow level changes (a crescendo is not an accent) but
+    keeps the linear contrasts between beats within a bar, which a log scale would flatten.
+    """
+    local = scipy.ndimage.uniform_filter1d(x, 2 * half_width + 1, mode="nearest")
+    y = x / (local + 1e-9 * (x.max() + 1e-12))
+    sd = y.std()
+    return (y - y.mean()) / sd if sd > 1e-12 else np.zeros_like(y)
 
 
 def downbeat_flags(beat_frames: np.ndarray, onset: np.ndarray, lowflux: np.ndarray) -> np.ndarray:
@@ -196,7 +203,7 @@ def downbeat_flags(beat_frames: np.ndarray, onset: np.ndarray, lowflux: np.ndarr
     flags = np.zeros(k)
     if k == 0:
         return flags
-    accent = _zscore(_peak_near(onset, beat_frames)) + 0.5 * _zscore(_peak_near(lowflux, beat_frames))
+    accent = _relative_strength(_peak_near(onset, beat_frames)) + 0.5 * _relative_strength(_peak_near(lowflux, beat_frames))
     best = (-np.inf, 0, 0)
     for meter in METERS:
         if k < 2 * meter:

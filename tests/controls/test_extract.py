@@ -208,3 +208,15 @@ def test_bad_batch_and_names_raise() -> None:
     with pytest.raises(CadenzaError, match="no controls"):
         parse_control_names(" , ")
     assert parse_control_names("rhythm, Melody") == ("melody", "rhythm")
+
+
+def test_crescendo_is_not_mistaken_for_accents() -> None:
+    # notes on every beat over a 4/4 click track, rising 20 dB: accents must be read relative to the trend
+    from cadenza.controls.plot import demo_signal
+
+    out = DSPBeatTracker().track(demo_signal(6.0, bpm=120.0), SR)
+    truth = np.arange(12) * 0.5
+    assert mir_eval.beat.f_measure(truth, out[:, 0]) >= 0.9  # the beat at 0 s has no onset to see
+    downs = out[out[:, 1] > 0, 0]
+    assert len(downs) >= 2
+    np.testing.assert_allclose(downs / 2.0, np.round(downs / 2.0), atol=0.04)  # bars start every 2 s
