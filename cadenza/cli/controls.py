@@ -1,7 +1,135 @@
-"""``cadenza controls ...``: extract, plot and make time-varying controls."""
+"""``cadenza controls ...``: extract controls from audio, plot them, and (``make``) create them by hand."""
 
 from __future__ import annotations
 
-import typer
+import warnings
+from pathlib import Path
 
-app = typer.Typer(help="Extract, plot and make melody / dynamics / rhythm controls.", no_args_is_help=True)
+import numpy as np
+import typer
+from rich.console import Console
+
+from cadenza.audio import SUPPORTED_EXTENSIONS, MelSpectrogram, load_audio
+from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.errors import CadenzaError
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    help=(
+        "Extract, plot and make melody / dynamics / rhythm controls.\n\n"
+        "Examples:\n\n"
+        "  cadenza controls extract song.wav --out song.npz --csv song_controls/\n\n"
+        "  cadenza controls plot song.npz --out song.png\n\n"
+        "  cadenza controls make melody --notes \"C4:1 E4:1 G4:2\" --bpm 100 --out melody.csv"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+
+
+def _default_out(audio: Path, suffix: str) -> Path:
+    return audio.with_name(f"{audio.stem}.controls{suffix}")
+
+
+def _summary(cs: ControlSet) -> str:
+    """One line saying what was extracted."""
+    parts = []
+    if cs.melody_mask.any():
+        parts.append(f"melody {cs.melody_mask.mean():.0%} voiced ({len(cs.melody_notes)} notes)")
+    if cs.dynamics_mask.any():
+        parts.append(f"dynamics {cs.dynamics.min():.1f} to {cs.dynamics.max():.1f} dB")
+    if cs.rhythm_mask.any():
+        parts.append(f"{len(cs.beats)} beats ({len(cs.downbeat_times())} downbeats)")
+    return f"{cs.n_frames} frames ({cs.duration:.2f} s): " + ", ".join(parts)
+
+
+@app.command(
+    "extract",
+    help=(
+        "Extract melody, dynamics and rhythm controls from an audio file.\n\n"
+        "Melody is the loudest pitch class above middle C per frame (silent frames left free), "
+        "dynamics the smoothed level in dBFS, rhythm the beats and downbeats of a DSP beat tracker.\n\n"
+        "Examples:\n\n"
+        "  cadenza controls extract song.wav --out song.npz\n\n"
+        "  cadenza controls extract song.wav --out song.npz --csv song_controls/   (also melody/dynamics/rhythm.csv)\n\n"
+        "  cadenza controls extract song.mp3 --out melody.npz --use melody"
+    ),
+)
+def extract(
+    audio: Path = typer.Argument(..., help=f"Audio file ({', '.join(SUPPORTED_EXTENSIONS)}).", show_default=False),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .npz (default: AUDIO's name + .controls.npz)."),
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the controls as CSV files into this folder."),
+    use: str = typer.Option(",".join(CONTROL_NAMES), "--use", help="Comma-separated controls to extract."),
+    tracker: str = typer.Option("dsp", "--tracker", help="Rhythm tracker (registered name)."),
+) -> None:
+    from cadenza.controls.extract import extract_from_file, parse_control_names
+
+    names = parse_control_names(use)
+    out = out if out is not None else _default_out(audio, ".npz")
+    if out.suffix.lower() != ".npz":
+        raise CadenzaError(f"--out {out}: controls are written as .npz", f"use e.g. --out {out.with_suffix('.npz')}")
+    cs = extract_from_file(audio, controls=names, rhythm_tracker=tracker)
+    written = [cs.save(out)]
+    if csv is not None:
+        from cadenza.controls.files import save_csvs
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            written += save_csvs(cs, csv)
+        for w in caught:
+            console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    console.print(f"[green]wrote[/] {', '.join(str(p) for p in written)}", highlight=False)
+    console.print(_summary(cs), highlight=False)
+
+
+@app.command(
+    "plot",
+    help=(
+        "Draw controls (from an .npz, or extracted from audio) as a figure.\n\n"
+        "Shows the mel spectrogram when audio is known, melody pitch classes, the dynamics curve, "
+        "beats (thin lines) and downbeats (thick), and shades in grey where a control is free.\n\n"
+        "Examples:\n\n"
+        "  cadenza controls plot song.wav --out song.png\n\n"
+        "  cadenza controls plot song.npz --out song.png --audio song.wav   (spectrogram under saved controls)\n\n"
+        "  cadenza controls plot made.npz --out made.pdf --title \"my melody\""
+    ),
+)
+def plot(
+    source: Path = typer.Argument(..., help="Controls .npz or an audio file.", show_default=False),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Figure (.png, .pdf, .svg, .jpg; default: SOURCE's name + .controls.png)."),
+    audio: Path | None = typer.Option(None, "--audio", help="Audio to draw the spectrogram from when SOURCE is an .npz."),
+    title: str | None = typer.Option(None, "--title", help="Figure title (default: the source's file name)."),
+) -> None:
+    from cadenza.controls.plot import plot_controls
+
+    out = out if out is not None else _default_out(source, ".png")
+    suffix = source.suffix.lower()
+    if suffix == ".npz":
+        cs = ControlSet.load(source)
+        wave = load_audio(audio) if audio is not None else None
+    elif suffix in SUPPORTED_EXTENSIONS:
+        from cadenza.controls.extract import extract_controls
+
+        wave = load_audio(source if audio is None else audio)
+        cs = extract_controls(wave)
+    else:
+        raise CadenzaError(f"{source}: cannot plot a '{suffix or '(none)'}' file", f"give a controls .npz or audio ({', '.join(SUPPORTED_EXTENSIONS)})")
+    logmel = None
+    if wave is not None and wave.size > 512:
+        import torch
+
+        logmel = MelSpectrogram()(torch.from_numpy(np.ascontiguousarray(wave))).numpy()
+    path = plot_controls(cs, logmel, out, title=title if title is not None else source.name)
+    console.print(f"[green]wrote[/] {path}", highlight=False)
+    console.print(_summary(cs) if cs.given() else f"{cs.n_frames} frames: no control given", highlight=False)
+
+
+def _register_make() -> None:
+    from cadenza.cli.controls_make import app as make_app
+
+    app.add_typer(make_app, name="make")
+
+
+_register_make()
