@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/corpus-small")
     parser.add_argument("--model", default=str(WEIGHTS_DIR), help="CLAP model folder")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="split(s) to retrieve in, comma-separated (e.g. test,valid)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "clap"))
@@ -61,9 +61,9 @@ def main() -> None:
 
     start = time.perf_counter()
     trained = Clap.load(args.model)
-    corpus = load_corpus(args.data, args.split)
-    captions = [caps[0] for caps in corpus.captions]
-    mels = [m.float() for m in corpus.mels]
+    corpora = [load_corpus(args.data, split.strip()) for split in args.split.split(",")]
+    captions = [caps[0] for c in corpora for caps in c.captions]
+    mels = [m.float() for c in corpora for m in c.mels]
     ours = evaluate(trained, mels, captions)
     torch.manual_seed(args.seed)
     untrained = evaluate(Clap(ClapModel(trained.model.config), text_encoder=trained.text_encoder, name="untrained"), mels, captions)
@@ -87,7 +87,7 @@ def main() -> None:
         "seconds": round(elapsed, 1), "platform": platform.platform(), "torch": torch.__version__,
     }
     lines = [
-        f"# CLAP retrieval on the {args.split} split", "",
+        f"# CLAP retrieval on held-out clips ({args.split})", "",
         f"{result['n_clips']} clips, {result['n_captions']} distinct captions; model `{args.model}` "
         f"(step {result['train_step']}); commit {result['commit']}, seed {args.seed}.", "",
         "| metric | trained | untrained | chance | trained / chance | trained / untrained |", "|---|---:|---:|---:|---:|---:|",
