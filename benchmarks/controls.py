@@ -148,8 +148,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8, help="clips of 6 s in the batch-throughput comparison")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="limit BLAS/OpenMP/torch threads for both pipelines (0: library defaults)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "controls")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
 
     audio, beat_times, downbeat, mel_pc = synth_song(args.seconds, args.bpm, args.seed)
 
@@ -185,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {
             "seconds": args.seconds, "bpm": args.bpm, "repeats": args.repeats, "batch_clips": int(batch.shape[0]),
             "sample_rate": SR, "hop": HOP, "n_fft": N_FFT, "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "thread_limit": args.threads or None,
+            "load_average_1min_before_after": [load_before, os.getloadavg()[0]], "python": platform.python_version(), "torch": torch.__version__,
             "librosa": librosa.__version__, "machine": platform.machine(),
         },
         "time_s": {
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
         "# Controls extraction benchmark",
         "",
         f"git commit `{results['git_commit']}`, seed {args.seed}, {args.seconds:g} s synthesised song at {args.bpm:g} BPM, "
-        f"best of {args.repeats} after a warm-up, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs (shared).",
+        f"best of {args.repeats} after a warm-up, thread limit {args.threads or 'none'}, {os.cpu_count()} CPUs shared with other jobs "
+        f"(1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after: absolute times are noisy, the ratio is measured in one process).",
         "",
         "| measure | cadenza | librosa pipeline | ratio (librosa/cadenza for time, cadenza/librosa otherwise) |",
         "|---|---:|---:|---:|",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.signal
-import torch
 
 from cadenza.controls.base import DB_CEIL, DB_FLOOR
 from cadenza.controls.spectrum import parseval_weights, project
@@ -19,16 +18,14 @@ SMOOTH_FRAMES = 87  # ≈ 1.01 s at 86.13 frames/s
 SMOOTH_ORDER = 1
 
 
-def dynamics_weights() -> torch.Tensor:
+def dynamics_weights() -> np.ndarray:
     """(F, 1) projection giving the window-normalised mean square of each frame."""
     return parseval_weights()[:, None]
 
 
-def level_db_from_mean_square(ms: torch.Tensor) -> np.ndarray:
+def level_db_from_mean_square(ms: np.ndarray) -> np.ndarray:
     """(B, T) mean square → (B, T) unsmoothed frame level in dBFS, floored at -100."""
-    with torch.inference_mode():
-        ms = ms.double().clamp_min(10 ** (DB_FLOOR / 10))
-        return (10.0 * torch.log10(ms)).numpy()
+    return 10.0 * np.log10(np.maximum(ms.astype(np.float64), 10 ** (DB_FLOOR / 10)))
 
 
 def smooth_db(level_db: np.ndarray, window: int = SMOOTH_FRAMES) -> np.ndarray:
@@ -42,11 +39,11 @@ def smooth_db(level_db: np.ndarray, window: int = SMOOTH_FRAMES) -> np.ndarray:
     return np.clip(out, DB_FLOOR, DB_CEIL).astype(np.float32)
 
 
-def dynamics_from_projection(proj: torch.Tensor) -> np.ndarray:
+def dynamics_from_projection(proj: np.ndarray) -> np.ndarray:
     """(B, T, 1) projection by ``dynamics_weights`` → (B, T) smoothed dynamics in dBFS."""
     return smooth_db(level_db_from_mean_square(proj[..., 0]))
 
 
-def dynamics_from_power(power: torch.Tensor) -> np.ndarray:
+def dynamics_from_power(power: np.ndarray) -> np.ndarray:
     """(B, T, F) power → (B, T) smoothed dynamics in dBFS."""
     return dynamics_from_projection(project(power, dynamics_weights()))

@@ -22,7 +22,6 @@ from functools import lru_cache
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import torch
 
 from cadenza.audio.format import SAMPLE_RATE, frame_times, num_frames
 from cadenza.audio.io import check_waveform, load_audio, resample
@@ -73,10 +72,10 @@ def extract_controls_batch(
 
     # one STFT and one matrix product over its power serve every control asked for
     parts = tuple(n for n in names if n != "rhythm") + (("rhythm",) if isinstance(tracker, DSPBeatTracker) else ())
-    cols: dict[str, torch.Tensor] = {}
+    cols: dict[str, np.ndarray] = {}
     if parts:
         weights, widths = _projection(parts)
-        cols = dict(zip(parts, torch.split(project(power_spectrogram(batch), weights), widths, dim=-1)))
+        cols = dict(zip(parts, np.split(project(power_spectrogram(batch), weights), np.cumsum(widths)[:-1], axis=-1)))
 
     melody = voiced = dynamics = onset = lowflux = None
     if "melody" in cols:
@@ -108,11 +107,11 @@ def extract_controls_batch(
 
 
 @lru_cache(maxsize=8)
-def _projection(parts: tuple[str, ...]) -> tuple[torch.Tensor, list[int]]:
+def _projection(parts: tuple[str, ...]) -> tuple[np.ndarray, list[int]]:
     """The stacked (F, C) weights for the controls in ``parts`` and each one's column count."""
     make = {"melody": melody_weights, "dynamics": dynamics_weights, "rhythm": onset_weights}
     weights = [make[name]() for name in parts]
-    return torch.cat(weights, dim=1).contiguous(), [w.shape[1] for w in weights]
+    return np.ascontiguousarray(np.concatenate(weights, axis=1)), [w.shape[1] for w in weights]
 
 
 def _checked_beats(beats: np.ndarray, tracker: RhythmTracker) -> np.ndarray:

@@ -16,7 +16,6 @@ from functools import lru_cache
 import librosa
 import numpy as np
 import scipy.signal
-import torch
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.controls.spectrum import N_FFT, parseval_weights, project
@@ -33,28 +32,26 @@ def highpass_sos(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def melody_weights(sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def melody_weights(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(F, 13) projection: 12 chroma columns of the high-passed power, then its mean square.
 
     The high-pass enters as its power response ``|H(f)|²`` on every column.
     """
     freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
     _, h = scipy.signal.sosfreqz(highpass_sos(sample_rate), worN=freqs, fs=sample_rate)
-    hp = torch.from_numpy(np.abs(h) ** 2).float()
-    chroma = torch.from_numpy(librosa.filters.chroma(sr=sample_rate, n_fft=N_FFT, n_chroma=12, tuning=0.0, base_c=True)).float()
-    return torch.cat([chroma.T, parseval_weights()[:, None]], dim=1) * hp[:, None]
+    hp = np.abs(h) ** 2
+    chroma = librosa.filters.chroma(sr=sample_rate, n_fft=N_FFT, n_chroma=12, tuning=0.0, base_c=True)
+    return (np.concatenate([chroma.T, parseval_weights()[:, None]], axis=1) * hp[:, None]).astype(np.float32)
 
 
-def melody_from_projection(proj: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def melody_from_projection(proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(B, T, 13) projection by ``melody_weights`` → one-hot melody (B, T, 12) and voiced mask (B, T)."""
-    with torch.inference_mode():
-        level_db = 10.0 * torch.log10(proj[..., 12].double().clamp_min(1e-12))
-        voiced = level_db >= SILENCE_DB
-        onehot = torch.nn.functional.one_hot(proj[..., :12].argmax(dim=-1), 12).float() * voiced[..., None]
-    return onehot.numpy(), voiced.float().numpy()
+    voiced = proj[..., 12].astype(np.float64) >= 10 ** (SILENCE_DB / 10)
+    onehot = (proj[..., :12].argmax(axis=-1)[..., None] == np.arange(12)) & voiced[..., None]
+    return onehot.astype(np.float32), voiced.astype(np.float32)
 
 
-def melody_from_power(power: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def melody_from_power(power: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
     """(B, T, F) power → one-hot melody (B, T, 12) and voiced mask (B, T), both float32."""
     return melody_from_projection(project(power, melody_weights(sample_rate)))
 

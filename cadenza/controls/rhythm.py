@@ -31,7 +31,6 @@ from typing import Callable, Protocol, runtime_checkable
 import librosa
 import numpy as np
 import scipy.ndimage
-import torch
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.audio.io import check_waveform, resample
@@ -60,33 +59,33 @@ class RhythmTracker(Protocol):
 
 # ---------------------------------------------------------------------------- features
 @lru_cache(maxsize=2)
-def onset_weights(sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def onset_weights(sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(F, 64) mel filter bank applied to the analysis power spectrum."""
-    return torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=N_MELS).T.copy())
+    return np.ascontiguousarray(librosa.filters.mel(sr=sample_rate, n_fft=N_FFT, n_mels=N_MELS).T, dtype=np.float32)
 
 
 @lru_cache(maxsize=2)
-def _low_bands(sample_rate: int) -> torch.Tensor:
+def _low_bands(sample_rate: int) -> np.ndarray:
     centres = librosa.mel_frequencies(N_MELS + 2, fmax=sample_rate / 2)[1:-1]
-    return torch.from_numpy(centres < LOW_HZ)
+    return centres < LOW_HZ
 
 
-def onset_from_projection(mel: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def onset_from_projection(mel: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
     """(B, T, 64) mel power → onset envelope (B, T) and low-frequency flux (B, T), both float64.
 
     Frame ``t`` holds the rise from frame ``t - 1`` to ``t`` (frame 0 holds 0).
     """
     low = _low_bands(sample_rate)
-    with torch.inference_mode():
-        peak = mel.amax(dim=(1, 2), keepdim=True).clamp_min(1e-20)
-        comp = torch.log1p(COMPRESSION * mel / peak)
-        flux = torch.nn.functional.pad(torch.relu(torch.diff(comp, dim=1)), (0, 0, 1, 0))
-        onset = flux.mean(dim=-1)
-        lowflux = flux[..., low].mean(dim=-1) if bool(low.any()) else torch.zeros_like(onset)
-    return onset.double().numpy(), lowflux.double().numpy()
+    peak = np.maximum(mel.max(axis=(1, 2), keepdims=True), 1e-20)
+    comp = np.log1p((COMPRESSION / peak) * mel)
+    flux = np.zeros(comp.shape, dtype=np.float64)
+    flux[:, 1:] = np.maximum(np.diff(comp, axis=1), 0.0)
+    onset = flux.mean(axis=-1)
+    lowflux = flux[..., low].mean(axis=-1) if low.any() else np.zeros_like(onset)
+    return onset, lowflux
 
 
-def onset_features(power: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def onset_features(power: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
     """(B, T, F) power → onset envelope (B, T) and low-frequency flux (B, T)."""
     return onset_from_projection(project(power, onset_weights(sample_rate)), sample_rate)
 
@@ -137,19 +136,22 @@ def beat_dp(local: np.ndarray, period: float, tightness: float = TIGHTNESS) -> t
     """
     n = local.size
     lo = max(1, int(round(period / 2)))
-    lags = np.arange(lo, int(np.floor(2 * period)) + 1)
+    lags = np.arange(lo, max(lo, int(np.floor(2 * period))) + 1)
     penalty = -tightness * (np.log(lags) - np.log(period)) ** 2
-    cum = np.zeros(n)
+    pad = int(lags[-1])
+    cum_padded = np.full(n + pad, -np.inf)  # -inf before the clip: "no predecessor"
     back = np.full(n, -1, dtype=np.int64)
+    offsets = np.arange(lo)[:, None] - lags[None, :] + pad  # predecessor slots for a block starting at 0
+    rows = np.arange(lo)
     for start in range(0, n, lo):
-        idx = np.arange(start, min(start + lo, n))
-        cand = idx[:, None] - lags[None, :]
-        scores = np.where(cand >= 0, cum[np.maximum(cand, 0)] + penalty, -np.inf)
+        m = min(lo, n - start)
+        scores = cum_padded[offsets[:m] + start] + penalty
         best = scores.argmax(axis=1)
-        best_score = scores[np.arange(idx.size), best]
-        has = np.isfinite(best_score)
-        cum[idx] = local[idx] + np.where(has, best_score, 0.0)
-        back[idx] = np.where(has, cand[np.arange(idx.size), best], -1)
+        best_score = scores[rows[:m], best]
+        has = best_score > -np.inf
+        cum_padded[pad + start : pad + start + m] = local[start : start + m] + np.where(has, best_score, 0.0)
+        back[start : start + m] = np.where(has, offsets[rows[:m], best] + start - pad, -1)
+    cum = cum_padded[pad:]
     # no back-links before the first real onset (librosa's "first beat" rule)
     above = np.flatnonzero(local >= 0.01 * local.max())
     if above.size:
