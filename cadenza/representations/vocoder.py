@@ -59,6 +59,7 @@ class GeneratorConfig:
     kernel_size: int = 7
     layer_scale_init: float | None = None  # None → 1 / num_layers (Vocos)
     magnitude_skip: bool = True
+    phase_mode: str = "direct"  # "direct": the phase per frame (Vocos); "integrated": cumsum of a predicted advance + a local term
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
@@ -68,7 +69,10 @@ class GeneratorConfig:
                 f"vocoder config: unknown model key(s) {', '.join(sorted(unknown))}",
                 f"known keys: {', '.join(cls.__dataclass_fields__)}",
             )
-        return cls(**data)
+        config = cls(**data)
+        if config.phase_mode not in ("integrated", "direct"):
+            raise CadenzaError(f"vocoder config: unknown phase_mode '{config.phase_mode}'", "use 'integrated' or 'direct'")
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,11 +135,20 @@ class VocosGenerator(nn.Module):
         )
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.n_bins = mel.n_fft // 2 + 1
-        self.head = nn.Linear(dim, 2 * self.n_bins)
-        if config.magnitude_skip:
-            with torch.no_grad():  # start the residual at zero so the fixed map is the initial magnitude
-                self.head.weight[: self.n_bins].mul_(0.01)
-                self.head.bias[: self.n_bins].zero_()
+        n_out = 3 if config.phase_mode == "integrated" else 2
+        self.head = nn.Linear(dim, n_out * self.n_bins)
+        nb = self.n_bins
+        with torch.no_grad():
+            if config.magnitude_skip:  # start the residual near zero so the fixed map is the initial magnitude
+                self.head.weight[:nb].mul_(0.01)
+                self.head.bias[:nb].zero_()
+            if config.phase_mode == "integrated":
+                # advance starts at each bin's own centre frequency (2π k hop / n_fft per frame): a
+                # stationary sinusoid per bin; the local term starts at random phases (no pulse train)
+                k = torch.arange(nb, dtype=torch.float64)
+                self.head.weight[nb : 2 * nb].mul_(0.01)
+                self.head.bias[nb : 2 * nb] = torch.remainder(2 * math.pi * k * mel.hop_length / mel.n_fft, 2 * math.pi).float()
+                self.head.bias[2 * nb :].uniform_(-math.pi, math.pi)
         weights, offset = mel_to_linear_log_map(mel)
         self.register_buffer("skip_weight", weights, persistent=False)
         self.register_buffer("skip_offset", offset, persistent=False)
@@ -143,20 +156,53 @@ class VocosGenerator(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """Frames on each side that can influence one output sample (embedding + blocks + istft)."""
-        return 3 + self.config.num_layers * (self.config.kernel_size // 2) + math.ceil(self.mel_config.n_fft / 2 / self.mel_config.hop_length)
+        """Frames on each side that influence one frame of the predicted spectrum parameters.
 
-    def spectrum(self, logmel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Predicted (log_mag, cos φ, sin φ), each (B, n_fft//2+1, T): the part before the istft."""
+        (In "integrated" phase mode the phase also carries the running sum of all earlier
+        advances; :meth:`Vocoder.decode_chunked` carries that sum from chunk to chunk.)
+        """
+        return 3 + self.config.num_layers * (self.config.kernel_size // 2)
+
+    def head_params(self, logmel: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Per-frame (log_mag, a, b), each (B, n_fft//2+1, T): the local (finite receptive field) part.
+
+        "integrated": ``a`` is the phase advance per frame and ``b`` a local phase term;
+        "direct": ``a`` is the phase itself and ``b`` is None.
+        """
         x = self.embed(normalize_log_mel(logmel))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
         h = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
-        log_mag, phase = h[:, : self.n_bins], h[:, self.n_bins :]
+        nb = self.n_bins
+        log_mag = h[:, :nb]
         if self.config.magnitude_skip:
             log_mag = log_mag + (torch.matmul(self.skip_weight, logmel) + self.skip_offset[:, None])
         log_mag = torch.clamp(log_mag, max=math.log(MAX_MAGNITUDE))
+        if self.config.phase_mode == "integrated":
+            return log_mag, h[:, nb : 2 * nb], h[:, 2 * nb :]
+        return log_mag, h[:, nb:], None
+
+    def phase(self, a: Tensor, b: Tensor | None, offset: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Phase per frame and the running phase after the last frame (to continue in the next chunk).
+
+        Integrated mode: ``φ_t = (offset + Σ_{τ≤t} a_τ) mod 2π + b_t``; the sum runs in float64 so
+        minutes of audio keep their phase exact. This lets a frame-rate network sustain a tone
+        of any frequency (a constant advance), which a phase predicted frame by frame from a
+        stationary input cannot: it would be periodic in the hop (multiples of 86 Hz).
+        """
+        if b is None:
+            return a, None
+        cum = torch.cumsum(a.double(), dim=-1)
+        if offset is not None:
+            cum = cum + offset
+        cum = torch.remainder(cum, 2 * math.pi)
+        return cum.to(a.dtype) + b, cum[..., -1:]
+
+    def spectrum(self, logmel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Predicted (log_mag, cos φ, sin φ), each (B, n_fft//2+1, T): the part before the istft."""
+        log_mag, a, b = self.head_params(logmel)
+        phase, _ = self.phase(a, b)
         return log_mag, torch.cos(phase), torch.sin(phase)
 
     def istft(self, log_mag: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -196,13 +242,6 @@ def check_logmel(logmel: Tensor | np.ndarray, n_mels: int) -> tuple[Tensor, bool
     return logmel.float(), squeeze
 
 
-def _crossfade_weights(n: int, margin: int, device: torch.device) -> Tensor:
-    """Weight of the later chunk across an overlap of ``n`` samples: 0 for ``margin``, a linear ramp, then 1."""
-    t = torch.arange(n, device=device, dtype=torch.float32)
-    ramp = max(n - 2 * margin, 1)
-    return torch.clamp((t - margin + 1) / (ramp + 1), 0.0, 1.0)
-
-
 @dataclass
 class Vocoder:
     """An eval-mode generator plus the config it was built from; the inference API."""
@@ -227,48 +266,56 @@ class Vocoder:
 
     @torch.inference_mode()
     def decode_chunked(self, logmel: Tensor | np.ndarray, chunk_frames: int = 512, overlap_frames: int | None = None) -> Tensor:
-        """Decode in chunks of ``chunk_frames`` frames overlapping by ``overlap_frames``, crossfaded.
+        """Decode long inputs in chunks of ``chunk_frames`` frames that overlap by ``overlap_frames``.
 
-        Memory stays bounded by the chunk size. Consecutive chunks share ``overlap_frames``
-        frames; in that overlap the later chunk fades in linearly over the middle part, after a
-        margin of one receptive field (where the earlier chunk is still exact). With
-        ``overlap_frames > 2 * receptive_field`` the result equals :meth:`decode` up to float
-        rounding; the default overlap is ``2 * receptive_field + 8``.
+        Each chunk's spectrum is predicted with ``overlap_frames // 2`` frames of context on
+        each side, which are then dropped; the kept frames tile the input and are overlap-added
+        into the output with the synthesis window, which crossfades neighbouring chunks exactly
+        as inside one chunk. The running phase is carried from chunk to chunk. With
+        ``overlap_frames >= 2 * receptive_field`` the result equals :meth:`decode` up to float
+        rounding (the default); memory stays bounded by the chunk size plus the output.
         """
         x, squeeze = check_logmel(logmel, self.mel_config.n_mels)
+        gen, m = self.generator, self.mel_config
         rf = self.receptive_field
-        overlap = 2 * rf + 8 if overlap_frames is None else int(overlap_frames)
-        if overlap < 0 or chunk_frames <= overlap:
+        overlap = 2 * rf + 2 if overlap_frames is None else int(overlap_frames)
+        half = overlap // 2
+        if overlap < 0 or chunk_frames <= 2 * half + 1:
             raise CadenzaError(
-                f"chunk_frames ({chunk_frames}) must be larger than overlap_frames ({overlap}) and overlap non-negative",
-                f"e.g. chunk_frames={max(4 * rf, 256)}, overlap_frames={2 * rf + 8}",
+                f"chunk_frames ({chunk_frames}) must be larger than overlap_frames ({overlap}) + 1, overlap non-negative",
+                f"e.g. chunk_frames={max(4 * rf, 256)}, overlap_frames={2 * rf + 2}",
             )
         T = x.shape[-1]
         if T <= chunk_frames:
-            wave = self.generator(x)
+            wave = gen(x)
             return wave.squeeze(0) if squeeze else wave
-        hop = self.mel_config.hop_length
-        step = chunk_frames - overlap
-        out = torch.zeros(x.shape[0], hop * (T - 1), dtype=torch.float32, device=x.device)
-        margin = min(rf, overlap // 2) * hop
-        prev_end = 0  # samples written so far (exclusive)
+        n_fft, hop = m.n_fft, m.hop_length
+        total = (T - 1) * hop + n_fft  # the centred-frame signal before trimming n_fft // 2 on each side
+        out = torch.zeros(x.shape[0], total, dtype=torch.float32, device=x.device)
+        env = torch.zeros(total, dtype=torch.float32, device=x.device)
+        offset: Tensor | None = None
         start = 0
         while True:
             end = min(start + chunk_frames, T)
-            if end - start < 2:
-                break
-            wave = self.generator(x[:, :, start:end])  # covers samples [start*hop, (end-1)*hop)
-            s0 = start * hop
-            n_overlap = max(prev_end - s0, 0)
-            if n_overlap:
-                w = _crossfade_weights(n_overlap, margin, x.device)
-                out[:, s0:prev_end] = out[:, s0:prev_end] * (1 - w) + wave[:, :n_overlap] * w
-            out[:, s0 + n_overlap : s0 + wave.shape[-1]] = wave[:, n_overlap:]
-            prev_end = s0 + wave.shape[-1]
+            log_mag, a, b = gen.head_params(x[:, :, start:end])
+            lo = 0 if start == 0 else half
+            hi = end - start if end == T else end - start - half
+            phase, offset = gen.phase(a[..., lo:hi], None if b is None else b[..., lo:hi], offset)
+            spec = torch.polar(torch.exp(log_mag[..., lo:hi]), phase)
+            frames = torch.fft.irfft(spec, n=n_fft, dim=1) * gen.window[None, :, None]  # (B, n_fft, F)
+            n_frames = frames.shape[-1]
+            length = (n_frames - 1) * hop + n_fft
+            fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
+            s0 = (start + lo) * hop
+            out[:, s0 : s0 + length] += nn.functional.fold(frames, **fold).reshape(x.shape[0], length)
+            w2 = (gen.window**2)[None, :, None].expand(1, n_fft, n_frames)
+            env[s0 : s0 + length] += nn.functional.fold(w2, **fold).reshape(length)
             if end == T:
                 break
-            start += step
-        return out.squeeze(0) if squeeze else out
+            start = start + hi - half
+        cut = slice(n_fft // 2, n_fft // 2 + hop * (T - 1))
+        wave = out[:, cut] / env[cut].clamp(min=1e-11)
+        return wave.squeeze(0) if squeeze else wave
 
 
 def build_generator(config: dict) -> VocosGenerator:
