@@ -23,4 +23,8 @@ $PIP install -q --no-deps tinysoundfont
 # its declared deps pull TensorFlow, so --no-deps (it imports neither TF nor torchaudio without them).
 $PIP install -q onnxruntime "resampy>=0.4.3"
 $PIP install -q --no-deps basic-pitch==0.4.0
+# vocoder: onnx for the ONNX export; vocos only as a speed peer in benchmarks/vocoder.py. vocos declares
+# torchaudio (which drags a CUDA torch), so --no-deps: the benchmark loads its model classes without it.
+$PIP install -q "onnx>=1.16"
+$PIP install -q --no-deps vocos==0.1.0
 python3 -c "import cadenza, torch; print('cadenza', cadenza.__version__, 'torch', torch.__version__)"
