@@ -10,8 +10,14 @@ Design (after Siuzdak 2023, "Vocos"; code written for Cadenza):
   1024-point spectrum; the spectrum ``exp(log_mag) * (cos φ + i sin φ)`` goes through
   ``torch.istft`` (n_fft 1024, hop 256, Hann window, ``center=True``).
 
-Two choices differ from Vocos, both for a CPU training budget:
+Three choices differ from Vocos, all for music and a CPU training budget:
 
+- **integrated phase** (``phase_mode: "integrated"``): the head predicts a phase *advance*
+  per frame and a local phase term; the phase is the running sum of the advances plus the
+  local term. A network with a finite receptive field that predicts the phase frame by frame
+  (Vocos) outputs, for a sustained note longer than its receptive field, the same phase every
+  frame, which is a signal periodic in the hop: only multiples of 86 Hz can be held. A
+  constant advance holds any pitch. The sum runs in float64; ``decode_chunked`` carries it;
 - **magnitude skip**: the head's log-magnitude is a *residual* on a fixed, smooth
   mel → linear map of the input log-mel (each linear bin takes the weighted average of the
   log-mels of the bands that cover it, corrected for the Slaney filter area), so the network
@@ -24,8 +30,8 @@ Two choices differ from Vocos, both for a CPU training budget:
 :func:`cadenza.audio.griffin_lim`); a clip of ``n`` samples has ``T = n // hop + 1`` frames, so
 the output is the clip cut to a multiple of the hop (at most 255 samples shorter).
 
-The receptive field is finite (embedding ±3 frames, each block ±3, the istft ±2), so
-:meth:`Vocoder.decode_chunked` can stream long inputs in chunks whose middles are exact.
+The spectrum parameters have a finite receptive field (embedding ±3 frames, each block ±3),
+so :meth:`Vocoder.decode_chunked` can stream long inputs in chunks whose middles are exact.
 """
 
 from __future__ import annotations
@@ -386,7 +392,8 @@ def export_vocoder(
 
     ONNX: ``torch.istft`` has no ONNX operator, so ``vocoder_spectrum.onnx`` maps log-mel
     (B, n_mels, T) to the real and imaginary spectrum (B, n_fft//2+1, T); run an inverse STFT
-    (Hann window, n_fft 1024, hop 256, centred) on it outside, as documented in the model card.
+    (Hann window, n_fft 1024, hop 256, centred, length hop*(T-1)) on it outside, as in the
+    model card. Needs the ``onnx`` package (``pip install .[export]``).
     """
     voc = vocoder if vocoder is not None else load_vocoder(name_or_path)
     out = Path(out_dir)
