@@ -8,8 +8,9 @@ The librosa pipeline does the same work step by step: the same middle-C Butterwo
 high-pass (``scipy.signal.sosfilt``), ``librosa.feature.chroma_stft`` (n_fft 2048, hop 256,
 ``tuning=0`` as ours; the default with tuning estimation is timed too), argmax;
 ``librosa.feature.rms`` (2048 / 256) in dB + ``scipy.signal.savgol_filter`` (87, 1);
-``librosa.beat.beat_track`` (hop 256). Times are the best of ``--repeats`` runs after one
-warm-up run each (so numba's JIT compile in librosa is not counted against it).
+``librosa.beat.beat_track`` (hop 256). The two pipelines run alternately, ``--repeats``
+rounds after one warm-up run each (so numba's JIT compile in librosa is not counted against
+it); the table shows each one's best time, and the median per-round ratio is printed too.
 
 Run: ``python benchmarks/controls.py`` → prints a side-by-side table and writes
 ``benchmarks/results/controls.json`` and ``.md``.
@@ -116,14 +117,20 @@ def librosa_pipeline(audio: np.ndarray, estimate_tuning: bool = False) -> dict:
     return {"melody": melody, "dynamics": dyn, "beats": beats}
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (JIT, caches, allocator)
-    times = []
+def paired_times(ours, theirs, repeats: int) -> tuple[float, float, float]:
+    """Best time of each and the median per-round ratio, running the two alternately.
+
+    Alternating means both face the same background load (this machine is shared); one
+    warm-up run each first, so numba's JIT compile in librosa is not counted against it.
+    """
+    ours(), theirs()
+    a, b = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, acc in ((ours, a), (theirs, b)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return min(a), min(b), float(np.median(np.array(b) / np.array(a)))
 
 
 def git_commit() -> str:
@@ -160,9 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     audio, beat_times, downbeat, mel_pc = synth_song(args.seconds, args.bpm, args.seed)
 
-    ours_t = best_time(lambda: extract_controls(audio), args.repeats)
-    ref_t = best_time(lambda: librosa_pipeline(audio), args.repeats)
-    ref_tuned_t = best_time(lambda: librosa_pipeline(audio, estimate_tuning=True), max(1, args.repeats // 2))
+    ours_t, ref_t, ref_paired = paired_times(lambda: extract_controls(audio), lambda: librosa_pipeline(audio), args.repeats)
+    _, ref_tuned_t, ref_tuned_paired = paired_times(
+        lambda: extract_controls(audio), lambda: librosa_pipeline(audio, estimate_tuning=True), max(1, args.repeats // 2)
+    )
 
     ours = extract_controls(audio)
     ref = librosa_pipeline(audio)
@@ -182,8 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     # batch throughput: B clips of 6 s, one call vs librosa clip by clip
     clip = int(6.0 * SR)
     batch = np.stack([audio[i * clip : (i + 1) * clip] for i in range(min(args.batch, audio.size // clip))])
-    batch_t = best_time(lambda: extract_controls_batch(batch), args.repeats)
-    batch_ref_t = best_time(lambda: [librosa_pipeline(x) for x in batch], max(1, args.repeats // 2))
+    batch_t, batch_ref_t, batch_paired = paired_times(
+        lambda: extract_controls_batch(batch), lambda: [librosa_pipeline(x) for x in batch], max(1, args.repeats // 2)
+    )
 
     results = {
         "benchmark": "controls",
@@ -203,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": {
             "vs_librosa": ref_t / ours_t, "vs_librosa_with_tuning_estimation": ref_tuned_t / ours_t,
             "batch_vs_librosa": batch_ref_t / batch_t,
+            "median_paired_vs_librosa": ref_paired, "median_paired_vs_librosa_with_tuning_estimation": ref_tuned_paired,
+            "median_paired_batch_vs_librosa": batch_paired,
         },
         "agreement_with_librosa": {
             "melody_frame_agreement_on_voiced": melody_agree, "voiced_fraction": float(voiced.mean()),
@@ -224,12 +235,15 @@ def main(argv: list[str] | None = None) -> dict:
         "# Controls extraction benchmark",
         "",
         f"git commit `{results['git_commit']}`, seed {args.seed}, {args.seconds:g} s synthesised song at {args.bpm:g} BPM, "
-        f"best of {args.repeats} after a warm-up, thread limit {args.threads or 'none'}, {os.cpu_count()} CPUs shared with other jobs "
+        f"best of {args.repeats} alternating runs after a warm-up, thread limit {args.threads or 'none'}, {os.cpu_count()} CPUs shared with other jobs "
         f"(1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after: absolute times are noisy, the ratio is measured in one process).",
         "",
         "| measure | cadenza | librosa pipeline | ratio (librosa/cadenza for time, cadenza/librosa otherwise) |",
         "|---|---:|---:|---:|",
         *[f"| {name} | {a:.4f} | {b:.4f} | {r:.2f}x |" for name, a, b, r in rows],
+        "",
+        f"Median of per-round time ratios (runs alternate, so both see the same load): 60 s {ref_paired:.2f}x, "
+        f"with tuning estimation {ref_tuned_paired:.2f}x, batch {batch_paired:.2f}x.",
         "",
         "Agreement with the librosa pipeline:",
         "",

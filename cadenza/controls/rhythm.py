@@ -124,7 +124,7 @@ def _local_score(onset: np.ndarray, period: float) -> np.ndarray:
     norm = onset / (onset.std(ddof=1) + 1e-12)
     p = max(1, int(round(period)))
     window = np.exp(-0.5 * (np.arange(-p, p + 1) * 32.0 / p) ** 2)
-    return np.convolve(norm, window, mode="same")
+    return np.convolve(norm, window)[p : p + norm.size]  # centred, even when the window outgrows a short clip
 
 
 def beat_dp(local: np.ndarray, period: float, tightness: float = TIGHTNESS) -> tuple[np.ndarray, np.ndarray]:

@@ -149,6 +149,10 @@ def test_silence_gives_well_defined_controls() -> None:
 def test_very_short_clip_still_extracts() -> None:
     cs = extract_controls(np.full(300, 0.1, np.float32))
     assert cs.n_frames == 2 and np.isfinite(cs.dynamics).all()
+    clicks, _, _ = click_track(60.0, meter=2, bars=1, lead=0.05)
+    short = extract_controls(clicks[: SR // 2])  # beat window longer than the clip
+    assert short.n_frames == SR // 2 // 256 + 1
+    assert ((short.beat_times() >= 0) & (short.beat_times() <= short.duration)).all()
 
 
 def test_batch_equals_per_item() -> None:
