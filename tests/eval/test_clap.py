@@ -11,7 +11,7 @@ import torch
 from cadenza.audio import SAMPLE_RATE, num_frames, save_audio
 from cadenza.config import load_config
 from cadenza.errors import CadenzaError
-from cadenza.eval.clap import Clap, ClapEmbedder, ClapModel, retrieval_metrics
+from cadenza.eval.clap import Clap, ClapEmbedder, ClapModel, load_clap, retrieval_metrics, shipped_weights_available
 from cadenza.eval.fad import fad
 from cadenza.train.clap import ClapModule, CropBatches, contrastive_loss, load_corpus, train
 
@@ -123,3 +123,37 @@ def test_tiny_training_run_writes_a_loadable_model_and_resumes(tmp_path, debug_c
     debug_config["train"]["max_steps"] = 7
     train(debug_config, tmp_path, run, max_minutes=1)  # resumes at step 5, stops at 7
     assert json.loads((run / "train_state.json").read_text())["step"] == 7
+
+
+def test_default_embedder_follows_shipped_weights(tmp_path, monkeypatch, debug_config, rng) -> None:
+    import cadenza.eval.clap as clap_module
+    from cadenza.eval import embedders
+
+    def reset() -> None:
+        clap_module._load_cached.cache_clear()
+        embedders._cached.cache_clear()
+
+    reset()
+    try:
+        monkeypatch.setattr(clap_module, "WEIGHTS_DIR", tmp_path / "absent")
+        assert embedders.default_embedder_name() == "mel-stats"
+        with pytest.raises(CadenzaError, match="no CLAP weights"):
+            clap_module.load_clap()
+        Clap(ClapModel(debug_config["model"]), name="clap-debug").save(tmp_path / "shipped")
+        monkeypatch.setattr(clap_module, "WEIGHTS_DIR", tmp_path / "shipped")
+        assert embedders.default_embedder_name() == "clap"
+        clip = (0.1 * rng.standard_normal(SR // 2)).astype(np.float32)
+        assert embedders.get_embedder("default").embed([clip]).shape == (1, 16)
+        assert -1.0 <= clap_module.text_audio_score(clip, "noise") <= 1.0
+    finally:
+        reset()
+
+
+@pytest.mark.skipif(not shipped_weights_available(), reason="no shipped CLAP weights")
+def test_shipped_weights_load_and_score(rng) -> None:
+    clap = load_clap()
+    clip = (0.1 * rng.standard_normal(SR)).astype(np.float32)
+    emb = clap.embed_audio([clip])
+    assert emb.shape == (1, clap.model.config["embed_dim"]) and np.isfinite(emb).all()
+    scores = clap.text_audio_score([clip, clip], ["a calm piano piece", "an energetic reel on fiddle with drums"])
+    assert scores.shape == (2,) and np.all(np.abs(scores) <= 1.0)
