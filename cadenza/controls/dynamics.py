@@ -12,7 +12,7 @@ import numpy as np
 import scipy.signal
 
 from cadenza.controls.base import DB_CEIL, DB_FLOOR
-from cadenza.controls.spectrum import parseval_weights, project
+from cadenza.controls.spectrum import parseval_weights
 
 SMOOTH_FRAMES = 87  # ≈ 1.01 s at 86.13 frames/s
 SMOOTH_ORDER = 1
@@ -43,7 +43,3 @@ def dynamics_from_projection(proj: np.ndarray) -> np.ndarray:
     """(B, T, 1) projection by ``dynamics_weights`` → (B, T) smoothed dynamics in dBFS."""
     return smooth_db(level_db_from_mean_square(proj[..., 0]))
 
-
-def dynamics_from_power(power: np.ndarray) -> np.ndarray:
-    """(B, T, F) power → (B, T) smoothed dynamics in dBFS."""
-    return dynamics_from_projection(project(power, dynamics_weights()))

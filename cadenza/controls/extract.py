@@ -29,7 +29,7 @@ from cadenza.controls.base import CONTROL_NAMES, ControlSet, beats_to_activation
 from cadenza.controls.dynamics import dynamics_from_projection, dynamics_weights
 from cadenza.controls.melody import melody_from_projection, melody_weights, notes_from_frames
 from cadenza.controls.rhythm import DSPBeatTracker, RhythmTracker, get_rhythm_tracker, onset_from_projection, onset_weights
-from cadenza.controls.spectrum import power_spectrogram, project
+from cadenza.controls.spectrum import analyse
 from cadenza.errors import CadenzaError
 
 
@@ -75,7 +75,7 @@ def extract_controls_batch(
     cols: dict[str, np.ndarray] = {}
     if parts:
         weights, widths = _projection(parts)
-        cols = dict(zip(parts, np.split(project(power_spectrogram(batch), weights), np.cumsum(widths)[:-1], axis=-1)))
+        cols = dict(zip(parts, np.split(analyse(batch, weights), np.cumsum(widths)[:-1], axis=-1)))
 
     melody = voiced = dynamics = onset = lowflux = None
     if "melody" in cols:

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.signal
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
-from cadenza.controls.spectrum import N_FFT, parseval_weights, project
+from cadenza.controls.spectrum import N_FFT, parseval_weights
 
 HIGHPASS_HZ = 261.2  # middle C
 HIGHPASS_ORDER = 2
@@ -49,11 +49,6 @@ def melody_from_projection(proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     voiced = proj[..., 12].astype(np.float64) >= 10 ** (SILENCE_DB / 10)
     onehot = (proj[..., :12].argmax(axis=-1)[..., None] == np.arange(12)) & voiced[..., None]
     return onehot.astype(np.float32), voiced.astype(np.float32)
-
-
-def melody_from_power(power: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T, F) power → one-hot melody (B, T, 12) and voiced mask (B, T), both float32."""
-    return melody_from_projection(project(power, melody_weights(sample_rate)))
 
 
 def notes_from_frames(onehot: np.ndarray, voiced: np.ndarray) -> np.ndarray:

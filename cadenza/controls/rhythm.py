@@ -34,7 +34,7 @@ import scipy.ndimage
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.audio.io import check_waveform, resample
-from cadenza.controls.spectrum import N_FFT, power_spectrogram, project
+from cadenza.controls.spectrum import N_FFT, analyse
 from cadenza.errors import CadenzaError
 
 N_MELS = 64
@@ -83,11 +83,6 @@ def onset_from_projection(mel: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tu
     onset = flux.mean(axis=-1)
     lowflux = flux[..., low].mean(axis=-1) if low.any() else np.zeros_like(onset)
     return onset, lowflux
-
-
-def onset_features(power: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T, F) power → onset envelope (B, T) and low-frequency flux (B, T)."""
-    return onset_from_projection(project(power, onset_weights(sample_rate)), sample_rate)
 
 
 # ---------------------------------------------------------------------------- tempo and beats
@@ -234,7 +229,7 @@ class DSPBeatTracker:
         if audio.ndim != 1:
             raise CadenzaError(f"beat tracking needs a mono waveform, got shape {audio.shape}", "mix down with cadenza.audio.to_mono")
         audio = resample(audio, sample_rate, SAMPLE_RATE)
-        onset, lowflux = onset_features(power_spectrogram(audio[None]), SAMPLE_RATE)
+        onset, lowflux = onset_from_projection(analyse(audio[None], onset_weights(SAMPLE_RATE)), SAMPLE_RATE)
         return self.track_features(onset[0], lowflux[0])
 
     def track_features(self, onset: np.ndarray, lowflux: np.ndarray) -> np.ndarray:
