@@ -193,12 +193,18 @@ class VocoderModule(L.LightningModule):
             loss_g = loss_g + w_stft * stft_l
             logs["mrstft"] = float(stft_l.detach())
         w_phase = loss_cfg.get("gan_phase_weight" if gan else "phase_weight", 0.0)
-        if w_phase:
+        w_mag = loss_cfg.get("gan_spec_mag_weight" if gan else "spec_mag_weight", 0.0)
+        if w_phase or w_mag:
             m = self.mel.config
             target = torch.stft(audio, m.n_fft, m.hop_length, m.win_length, self.generator.window, center=True, return_complex=True)
+        if w_phase:
             ph = phase_loss(torch.atan2(sin, cos), target)
             loss_g = loss_g + w_phase * ph
             logs["phase"] = float(ph.detach())
+        if w_mag:  # direct supervision of the predicted magnitude (the re-analysis losses only see it through the istft)
+            mag_l = (log_mag - torch.log(target.abs().clamp(min=1e-5))).abs().mean()
+            loss_g = loss_g + w_mag * mag_l
+            logs["spec_mag"] = float(mag_l.detach())
 
         self._set_lr(opt_g, t.get("gan_lr", t["lr"]) if gan else t["lr"], gan=gan)
         opt_g.zero_grad(set_to_none=True)
