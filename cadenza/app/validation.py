@@ -1,0 +1,352 @@
+"""Everything a studio request may carry, checked before any work starts.
+
+A request is a flat form (what a browser's ``FormData`` sends) plus up to three uploads. It is
+parsed into a ``GenerationRequest``: plain JSON-ready values, stored verbatim in the history
+row so a re-run rebuilds exactly the same controls. Uploads are copied under names the studio
+chooses (never the client's), after checks on name, type, size and length. Every problem is
+a ``RequestError`` (a ``CadenzaError`` with an HTTP status) naming the form field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Mapping
+
+import numpy as np
+import soundfile as sf
+
+from cadenza.app.config import Limits
+from cadenza.audio import FRAME_RATE, SAMPLE_RATE, SUPPORTED_EXTENSIONS, frames_for_duration, load_audio
+from cadenza.controls.base import CONTROL_NAMES, DB_CEIL, DB_FLOOR, ControlSet
+from cadenza.errors import CadenzaError
+
+MODES: dict[str, tuple[str, ...]] = {
+    "melody": ("none", "notes", "midi", "audio"),
+    "dynamics": ("none", "shape", "drawn"),
+    "rhythm": ("none", "bpm", "audio"),
+}
+MIDI_EXTS = (".mid", ".midi")
+AUDIO_EXTS = tuple(SUPPORTED_EXTENSIONS)
+MIN_UPLOAD_S = 0.1
+MAX_SEED = 2**31 - 1
+CHUNK = 1 << 20
+
+
+class RequestError(CadenzaError):
+    """A bad request, with the HTTP status the studio answers it with."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int = 400) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+# ---------------------------------------------------------------------------------- the request
+@dataclass
+class GenerationRequest:
+    """One generation's inputs; ``melody``/``dynamics``/``rhythm`` are ``{"mode": ..., ...}`` dicts."""
+
+    prompt: str
+    duration: float | None = None
+    seed: int = 0
+    steps: int | None = None
+    cfg: float | None = None
+    bpm: float = 120.0
+    meter: str = "4"
+    melody: dict = field(default_factory=lambda: {"mode": "none"})
+    dynamics: dict = field(default_factory=lambda: {"mode": "none"})
+    rhythm: dict = field(default_factory=lambda: {"mode": "none"})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "GenerationRequest":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def control(self, name: str) -> dict:
+        return getattr(self, name)
+
+    def uploads_needed(self) -> dict[str, tuple[str, ...]]:
+        """Form file field → allowed extensions, for the controls whose mode reads a file."""
+        out = {}
+        for name in CONTROL_NAMES:
+            mode = self.control(name)["mode"]
+            if mode == "midi":
+                out[f"{name}_file"] = MIDI_EXTS
+            elif mode == "audio":
+                out[f"{name}_file"] = AUDIO_EXTS
+        return out
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or str(value).strip() == ""
+
+
+def _number(
+    fields: Mapping[str, str], name: str, default: float | None, lo: float, hi: float, *,
+    integer: bool = False, unit: str = "", lo_open: bool = False,
+) -> float | None:
+    """A numeric field: blank → ``default``; otherwise a finite number in range, or a clear error."""
+    raw = fields.get(name)
+    if _blank(raw):
+        return default
+    text = str(raw).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise RequestError(f"{name}: '{text[:40]}' is not a number", f"give a number between {lo:g} and {hi:g}{unit}") from None
+    if not math.isfinite(value):
+        raise RequestError(f"{name}: '{text[:40]}' is not a finite number", f"give a number between {lo:g} and {hi:g}{unit}")
+    if integer and value != int(value):
+        raise RequestError(f"{name}: {text} is not a whole number", f"give an integer between {lo:g} and {hi:g}")
+    if value > hi or value < lo or (lo_open and value <= lo):
+        bound = f"more than {lo:g}" if lo_open else f"at least {lo:g}"
+        raise RequestError(f"{name}: {value:g}{unit} is out of range", f"give {bound} and at most {hi:g}{unit}")
+    return int(value) if integer else value
+
+
+def _choice(fields: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = fields.get(name)
+    value = default if _blank(raw) else str(raw).strip().lower()
+    if value not in choices:
+        raise RequestError(f"{name}: unknown choice '{str(raw)[:40]}'", f"choose one of {', '.join(choices)}")
+    return value
+
+
+def _span(fields: Mapping[str, str], name: str, duration: float) -> tuple[float, float | None]:
+    """The control's time span in seconds; blank start is 0, blank end is the end of the clip."""
+    start = _number(fields, f"{name}_start", 0.0, 0.0, duration, unit=" s")
+    end = _number(fields, f"{name}_end", None, 0.0, duration + 1e-6, unit=" s")
+    if end is not None and end <= start:
+        raise RequestError(f"{name}: span end {end:g} s is not after its start {start:g} s", "give start < end, both within the clip (blank end = to the end)")
+    if start >= duration:
+        raise RequestError(f"{name}: span start {start:g} s is at or after the end of the clip ({duration:g} s)", "start the control inside the clip")
+    return start, end
+
+
+def parse_points(raw: str | None, duration: float, limits: Limits) -> list[list[float]]:
+    """A drawn dynamics curve: JSON ``[[time_s, db], ...]`` with increasing times and levels in range."""
+    if _blank(raw):
+        raise RequestError("dynamics_points: no curve drawn", "draw the dynamics curve on the canvas, or pick a shape instead")
+    try:
+        pts = json.loads(str(raw))
+    except json.JSONDecodeError:
+        raise RequestError("dynamics_points: not valid JSON", "send [[time_s, db], ...]") from None
+    arr = np.asarray(pts, dtype=object)
+    if arr.ndim != 2 or arr.shape[1] != 2 or not 2 <= len(arr) <= limits.max_points:
+        raise RequestError(f"dynamics_points: expected 2 to {limits.max_points} [time_s, db] pairs", "draw a longer curve")
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise RequestError("dynamics_points: every time and level must be a number") from None
+    if not np.isfinite(arr).all():
+        raise RequestError("dynamics_points: times and levels must be finite numbers")
+    if (np.diff(arr[:, 0]) <= 0).any() or arr[0, 0] < 0 or arr[-1, 0] > duration + 1e-6:
+        raise RequestError("dynamics_points: times must increase strictly and lie inside the clip", f"0 to {duration:g} s")
+    if (arr[:, 1] < DB_FLOOR).any() or (arr[:, 1] > DB_CEIL).any():
+        raise RequestError("dynamics_points: levels out of range", f"dBFS between {DB_FLOOR:g} and {DB_CEIL:g} (about -30 quiet, -10 loud)")
+    return arr.round(4).tolist()
+
+
+def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: float = 6.0) -> GenerationRequest:
+    """Form fields → a complete ``GenerationRequest`` (files are checked separately by ``accept_upload``)."""
+    from cadenza.controls.dynamics_files import CURVES, SHAPES
+    from cadenza.controls.notes import check_bpm
+    from cadenza.controls.rhythm_files import parse_meter
+
+    prompt = str(fields.get("prompt") or "").strip()
+    if len(prompt) > limits.max_prompt_chars:
+        raise RequestError(f"prompt: {len(prompt)} characters is too long", f"keep it under {limits.max_prompt_chars} characters")
+    duration = _number(fields, "duration", default_duration, 0.0, limits.max_duration_s, unit=" s", lo_open=True)
+    seed = _number(fields, "seed", None, 0, MAX_SEED, integer=True)
+    if seed is None:  # a blank seed is drawn here and stored, so a re-run is still exact
+        seed = random.SystemRandom().randrange(MAX_SEED)
+    steps = _number(fields, "steps", None, 1, limits.max_steps, integer=True)
+    cfg = _number(fields, "cfg", None, 0.0, 30.0)
+    try:
+        bpm = check_bpm(_number(fields, "bpm", 120.0, 0.0, 1e9, lo_open=True), "bpm")
+        meter = str(fields.get("meter") or "4").strip()
+        parse_meter(meter)
+    except RequestError:
+        raise
+    except CadenzaError as err:
+        raise RequestError(err.message, err.hint) from None
+    req = GenerationRequest(prompt=prompt, duration=duration, seed=int(seed), steps=steps, cfg=cfg, bpm=bpm, meter=meter)
+    for name in CONTROL_NAMES:
+        mode = _choice(fields, f"{name}_mode", MODES[name], "none")
+        spec: dict = {"mode": mode}
+        if mode != "none":
+            spec["start"], spec["end"] = _span(fields, name, duration)
+        if mode == "notes":
+            notes = str(fields.get("melody_notes") or "").strip()
+            if not notes:
+                raise RequestError("melody_notes: no notes typed", 'type notes like "C4:1 E4:1 G4:2" (pitch:beats), or choose another melody source')
+            if len(notes) > limits.max_notes_chars:
+                raise RequestError(f"melody_notes: {len(notes)} characters is too long", f"keep it under {limits.max_notes_chars} characters")
+            spec["notes"] = notes
+        elif mode == "shape":
+            spec["shape"] = _choice(fields, "dynamics_shape", SHAPES, "crescendo")
+            spec["curve"] = _choice(fields, "dynamics_curve", CURVES, "linear")
+            spec["start_db"] = _number(fields, "dynamics_start_db", -30.0, DB_FLOOR, DB_CEIL, unit=" dB")
+            spec["range_db"] = _number(fields, "dynamics_range_db", 15.0, 0.0, 60.0, unit=" dB")
+        elif mode == "drawn":
+            spec["points"] = parse_points(fields.get("dynamics_points"), duration, limits)
+        setattr(req, name, spec)
+    return req
+
+
+# ---------------------------------------------------------------------------------- uploads
+def check_filename(name: str | None, field_name: str) -> str:
+    """The client's file name, refused when it looks like a path (it is never used as one anyway)."""
+    text = str(name or "")
+    if not text.strip():
+        raise RequestError(f"{field_name}: the uploaded file has no name", "choose a file to upload")
+    if len(text) > 255:
+        raise RequestError(f"{field_name}: file name is too long ({len(text)} characters)", "rename the file")
+    if any(c in text for c in "/\\\x00") or text.strip() in (".", "..") or text.startswith(".."):
+        raise RequestError(
+            f"{field_name}: file name '{text[:80]}' looks like a path",
+            "upload a file with a plain name (no /, \\ or ..); the studio stores uploads under its own names",
+        )
+    if any(ord(c) < 32 for c in text):
+        raise RequestError(f"{field_name}: file name contains control characters", "rename the file")
+    return text
+
+
+def accept_upload(
+    field_name: str, filename: str | None, stream: BinaryIO, dest_dir: Path, allowed: tuple[str, ...], limits: Limits
+) -> dict:
+    """Copy one upload to ``dest_dir/<field>.<ext>`` after checking its name, type, size and (for audio) length.
+
+    Returns ``{"file": relative name, "upload_name": client name}`` for the request record.
+    """
+    name = check_filename(filename, field_name)
+    ext = Path(name).suffix.lower()
+    kind = "MIDI file" if allowed == MIDI_EXTS else "audio file"
+    if ext not in allowed:
+        raise RequestError(f"{field_name}: '{name}' is not a {kind}", f"upload one of {', '.join(allowed)}")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / f"{field_name}{ext}"
+    limit, total = limits.max_upload_bytes, 0
+    with open(target, "wb") as out:
+        while block := stream.read(CHUNK):
+            total += len(block)
+            if total > limit:
+                out.close()
+                target.unlink(missing_ok=True)
+                raise RequestError(
+                    f"{field_name}: '{name}' is larger than {limits.max_upload_mb:g} MB", "upload a shorter or compressed file", status=413
+                )
+            out.write(block)
+    if total == 0:
+        target.unlink(missing_ok=True)
+        raise RequestError(f"{field_name}: '{name}' is empty (0 bytes)", "choose the file again; it may not have finished saving")
+    if allowed == AUDIO_EXTS:
+        check_audio_upload(target, field_name, name, limits)
+    return {"file": f"{dest_dir.name}/{target.name}", "upload_name": name}
+
+
+def check_audio_upload(path: Path, field_name: str, name: str, limits: Limits) -> float:
+    """Length of an uploaded recording from its header (no decoding), within the studio's limits."""
+    try:
+        info = sf.info(str(path))
+        seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    except Exception:  # libsndfile's errors are terse and typed differently across versions
+        raise RequestError(f"{field_name}: '{name}' cannot be read as audio", f"upload a valid {', '.join(AUDIO_EXTS)} file") from None
+    if seconds > limits.max_upload_s:
+        raise RequestError(
+            f"{field_name}: '{name}' is {seconds / 60:.1f} min long; recordings may be at most {limits.max_upload_s / 60:g} min",
+            "trim the recording", status=413,
+        )
+    if seconds < MIN_UPLOAD_S:
+        raise RequestError(f"{field_name}: '{name}' is too short ({seconds:.3f} s)", f"upload at least {MIN_UPLOAD_S:g} s of audio")
+    return seconds
+
+
+# ---------------------------------------------------------------------------------- controls
+def restrict_to_span(cs: ControlSet, name: str, start: float, end: float | None) -> ControlSet:
+    """Keep control ``name`` only on frames whose centre lies in [start, end]; its events likewise."""
+    t = np.arange(cs.n_frames) / FRAME_RATE
+    end = t[-1] if end is None else end
+    inside = ((t >= start - 1e-9) & (t <= end + 1e-9)).astype(np.float32)
+    out = ControlSet(
+        cs.n_frames, cs.melody, cs.melody_mask.copy(), cs.dynamics, cs.dynamics_mask.copy(), cs.rhythm, cs.rhythm_mask.copy(),
+        cs.melody_notes, cs.dynamics_points, cs.beats,
+    )
+    setattr(out, f"{name}_mask", getattr(out, f"{name}_mask") * inside)
+    if name == "melody" and len(out.melody_notes):
+        notes = out.melody_notes[(out.melody_notes[:, 1] > start) & (out.melody_notes[:, 0] <= end)].copy()
+        notes[:, 0], notes[:, 1] = np.maximum(notes[:, 0], start), np.minimum(notes[:, 1], end)
+        out.melody_notes = notes
+    elif name == "dynamics":
+        pts = out.dynamics_points
+        out.dynamics_points = pts[(pts[:, 0] >= start - 1e-9) & (pts[:, 0] <= end + 1e-9)]
+    elif name == "rhythm":
+        out.beats = out.beats[(out.beats[:, 0] >= start - 1e-9) & (out.beats[:, 0] <= end + 1e-9)]
+    return out.validate()
+
+
+def _one_control(req: GenerationRequest, name: str, folder: Path, n_frames: int, extract: bool) -> ControlSet | None:
+    from cadenza.controls import files
+
+    spec = req.control(name)
+    mode, start, end = spec["mode"], spec.get("start", 0.0), spec.get("end")
+    if mode == "notes":
+        return files.read_melody(spec["notes"], n_frames, bpm=req.bpm, start=start)
+    if mode == "midi":
+        return files.read_melody(folder / spec["file"], n_frames)
+    if mode == "shape":
+        return files.dynamics_shape(
+            spec["shape"], n_frames, start_db=spec["start_db"], range_db=spec["range_db"], start=start, end=end, curve=spec["curve"]
+        )
+    if mode == "drawn":
+        return files.dynamics_from_points(np.asarray(spec["points"], dtype=np.float64), n_frames, "drawn dynamics")
+    if mode == "bpm":
+        return files.rhythm_from_bpm(req.bpm, req.meter, n_frames, start=start, end=end)
+    if mode == "audio":
+        if not extract:  # checked at upload; extraction is the slow part and runs in the queue
+            return None
+        from cadenza.controls.extract import extract_controls
+
+        audio = load_audio(folder / spec["file"])[: int(round(req.duration * SAMPLE_RATE))]
+        return extract_controls(audio, SAMPLE_RATE, controls=(name,)).fit_length(n_frames)
+    raise RequestError(f"{name}: unknown mode '{mode}'", f"choose one of {', '.join(MODES[name])}")
+
+
+def build_controls(req: GenerationRequest, folder: Path, extract: bool = True) -> ControlSet:
+    """The request's controls on the output's frame grid; ``extract=False`` skips recordings (a quick check)."""
+    if req.duration is None:
+        raise RequestError("duration: not set", "give the length of the output in seconds")
+    n_frames = frames_for_duration(req.duration)
+    cs = ControlSet.empty(n_frames)
+    for name in CONTROL_NAMES:
+        spec = req.control(name)
+        if spec["mode"] == "none":
+            continue
+        try:
+            one = _one_control(req, name, folder, n_frames, extract)
+        except RequestError:
+            raise
+        except CadenzaError as err:
+            raise RequestError(f"{name}: {err.message}", err.hint) from None
+        if one is None:
+            continue
+        one = restrict_to_span(one, name, spec.get("start", 0.0), spec.get("end"))
+        if not getattr(one, f"{name}_mask").any():
+            raise RequestError(
+                f"{name}: nothing of this control falls inside its span ({spec.get('start', 0.0):g} s to {spec.get('end') or 'the end'})",
+                "widen the span, or check the notes/file covers it",
+            )
+        cs = cs.with_control(name, one)
+    return cs
+
+
+def copy_inputs(src: Path, dst: Path) -> None:
+    """Copy a stored generation's ``inputs/`` folder (for a re-run)."""
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
