@@ -56,6 +56,9 @@ def _register() -> None:
     app.add_typer(data_cli.app, name="data")
     generate.register(app)
     app.command("vocode")(vocode.vocode)
+    from cadenza.cli import serve as serve_cli
+
+    serve_cli.register(app)
 
 
 _register()
