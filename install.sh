@@ -11,6 +11,8 @@ if command -v apt-get >/dev/null; then
   $SUDO apt-get update -qq
   # libsndfile: audio I/O; fluid-soundfont-gm: FluidR3_GM for corpus rendering; ffmpeg: mp3 fallback.
   $SUDO apt-get install -y -qq --no-install-recommends libsndfile1 fluid-soundfont-gm >/dev/null
+  # chromium: the headless browser the studio's end-to-end test drives through Playwright (never 'playwright install').
+  $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 PIP="python3 -m pip"

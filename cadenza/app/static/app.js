@@ -136,12 +136,12 @@ async function followJob(jobId) {
       const g = body.generation;
       setStatus(`done in ${g.info.timings ? g.info.timings.total_s : "?"} s`, "ok");
       showResult(g);
-      loadHistory();
+      await loadHistory();
       return;
     }
     if (body.status === "failed") {
       setStatus(errorText(body.error, "generation failed"), "error");
-      loadHistory();
+      await loadHistory();
       return;
     }
     setStatus(body.status === "queued" ? `waiting in the queue (${body.position} ahead)…` : "generating…");
