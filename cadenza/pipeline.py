@@ -298,7 +298,7 @@ class Cadenza:
 
     def _render(self, mel: torch.Tensor, n_samples: int) -> np.ndarray:
         """Vocode normalised mels to exactly ``n_samples`` samples each, peak-limited below full scale."""
-        wave = self.vocoder(denormalize_log_mel(mel))
+        wave = self.vocoder(denormalize_log_mel(mel.clamp(-1.0, 1.0)))  # the data range; stray values only add noise
         if wave.shape[-1] < n_samples:
             wave = np.pad(wave, ((0, 0), (0, n_samples - wave.shape[-1])))
         wave = wave[:, :n_samples]
