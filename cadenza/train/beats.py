@@ -1,0 +1,425 @@
+"""Training the beat/downbeat TCN on the rendered corpus's exact score beats (CPU, minutes).
+
+Every clip's canonical log-mel is read once from the corpus feature cache (computed from the
+audio when there is no cache) and its beats from the clip's score controls (``beats``: exact
+times and downbeat flags). A step is a batch of whole clips with:
+
+- a random tempo stretch (linear interpolation of the log-mel along time, beat times scaled
+  with it), so tempi between the corpus's are seen too;
+- a random gain (a shift of the log-mel, clamped at the floor);
+- a few synthetic click tracks (accented downbeats, random timbre, meter and tempo) and
+  beat-free clips (silence, steady noise), so the tracker also knows a metronome and knows
+  when there is no beat at all.
+
+Targets are ``beats_to_activations`` of the beats (1 on the beat frame, 0.5 on its
+neighbours); the loss is binary cross-entropy with beats and downbeats up-weighted (they are
+sparse) and padded frames ignored. The valid split is scored with the full tracker (mir_eval
+F-measure, 70 ms) and the best model folder kept.
+
+Run in the background (atomic safetensors + JSON checkpoints; an interrupted run resumes):
+
+    nohup nice python -m cadenza.train.beats --data data/corpus-small --out runs/beats/small --max-minutes 20 &
+
+The run folder holds ``model/`` (the best model folder, loadable with
+``NeuralBeatTracker.load``), ``last/`` (the latest one), ``train_state.*`` and ``log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import mir_eval
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
+from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
+from cadenza.checkpoint import save_safetensors_atomic
+from cadenza.config import load_config, write_json_atomic
+from cadenza.controls.base import ControlSet, beats_to_activations
+from cadenza.controls.beat_tracker import BeatTCN, NeuralBeatTracker
+from cadenza.errors import CadenzaError
+
+LN_DB = math.log(10) / 20  # a gain of g dB adds g * LN_DB to a natural-log magnitude
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class BeatCorpus:
+    """Clips in memory: log-mels (n_mels, T) float16, beats (K, 2) float64, ids and drum flags."""
+
+    mels: list[Tensor]
+    beats: list[np.ndarray]
+    ids: list[str] = field(default_factory=list)
+    drums: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.mels)
+
+
+def load_beat_corpus(folder: str | os.PathLike, split: str, max_clips: int | None = None) -> BeatCorpus:
+    """One split: mels from the feature cache (or the audio), beats from each clip's score controls."""
+    from cadenza.data.cache import cache_dir, load_index
+    from cadenza.data.manifest import read_manifest
+
+    folder = Path(folder)
+    rows = {r["id"]: r for r in read_manifest(folder, split) if r["controls"].get("score")}
+    if not rows:
+        raise CadenzaError(f"split '{split}' of {folder} has no clips with score controls", "beats are learnt from rendered scores; build the corpus with 'cadenza data build'")
+    mels: dict[str, Tensor] = {}
+    try:
+        index = load_index(folder, "score")
+    except CadenzaError:
+        index = None
+    if index is not None:
+        from safetensors import safe_open
+
+        cdir = cache_dir(folder, "score")
+        for name in index["splits"].get(split, {}).get("shards", []):
+            meta = json.loads((cdir / f"{name}.json").read_text())
+            with safe_open(str(cdir / f"{name}.safetensors"), framework="pt") as f:
+                mel, offsets = f.get_tensor("mel"), f.get_tensor("offsets").tolist()
+            for i, cid in enumerate(meta["ids"]):
+                if cid in rows:
+                    mels[cid] = mel[:, offsets[i] : offsets[i + 1]].clone()
+    ids = sorted(rows)[:max_clips] if max_clips else sorted(rows)
+    missing = [cid for cid in ids if cid not in mels]
+    if missing:
+        from cadenza.audio.io import load_audio
+
+        front = MelSpectrogram()
+        with torch.inference_mode():
+            for cid in missing:
+                mels[cid] = front(torch.from_numpy(load_audio(folder / rows[cid]["path"]))).half()
+    beats = [ControlSet.load(folder / rows[cid]["controls"]["score"]).beats for cid in ids]
+    return BeatCorpus([mels[cid] for cid in ids], beats, ids, [bool(rows[cid].get("drums", False)) for cid in ids])
+
+
+def synth_clicks(n: int, seconds: float, seed: int) -> BeatCorpus:
+    """``n`` metronome-like clips: accented downbeats, random tempo, meter, timbre and level.
+
+    A quarter of them carry no beat at all (silence or steady noise) with empty beat lists.
+    """
+    rng = np.random.default_rng(seed)
+    length = int(seconds * SAMPLE_RATE)
+    audio = np.zeros((n, length), np.float32)
+    beats: list[np.ndarray] = []
+    t = np.arange(length) / SAMPLE_RATE
+    for i in range(n):
+        kind = rng.random()
+        if kind < 0.25:  # no beat: silence, or noise that never changes
+            if kind > 0.1:
+                audio[i] = rng.normal(0, 10 ** rng.uniform(-3.5, -1.5), length)
+            beats.append(np.zeros((0, 2)))
+            continue
+        bpm = float(np.exp(rng.uniform(np.log(60), np.log(180))))
+        meter = int(rng.choice([2, 3, 4]))
+        period = 60.0 / bpm
+        times = rng.uniform(0, period) + np.arange(int(seconds / period) + 1) * period
+        times = times[times < seconds - 0.05]
+        flags = (np.arange(times.size) % meter == 0).astype(np.float64)
+        flags = np.roll(flags, int(rng.integers(meter)))  # the clip may start mid-bar
+        dur = int(rng.uniform(0.015, 0.06) * SAMPLE_RATE)
+        env = np.exp(-np.arange(dur) / (rng.uniform(0.003, 0.02) * SAMPLE_RATE))
+        f_beat = rng.uniform(400, 3000)
+        f_down = f_beat * rng.choice([1.0, 1.5, 2.0])
+        noisy = rng.random() < 0.3
+        for tb, down in zip(times, flags):
+            s = int(round(tb * SAMPLE_RATE))
+            m = min(dur, length - s)
+            tone = rng.normal(0, 1, m) if noisy else np.sin(2 * np.pi * (f_down if down else f_beat) * np.arange(m) / SAMPLE_RATE)
+            audio[i, s : s + m] += (1.0 if down else rng.uniform(0.25, 0.6)) * env[:m] * tone
+        if rng.random() < 0.3:  # a sustained pad under the clicks
+            audio[i] += 0.1 * np.sin(2 * np.pi * rng.uniform(100, 600) * t)
+        audio[i] *= 10 ** rng.uniform(-1.5, -0.2) / max(np.abs(audio[i]).max(), 1e-9)
+        beats.append(np.stack([times, flags], axis=1))
+    with torch.inference_mode():
+        mel = MelSpectrogram()(torch.from_numpy(audio)).half()
+    return BeatCorpus(list(mel), beats, [f"synth-{i}" for i in range(n)], [True] * n)
+
+
+class BeatBatches(IterableDataset):
+    """Endless batches (log-mel (B, n_mels, L), targets (B, 2, L), valid (B, L)) with augmentation."""
+
+    def __init__(self, corpus: BeatCorpus, synth: BeatCorpus | None, train: dict, seed: int) -> None:
+        if len(corpus) == 0:
+            raise CadenzaError("no training clips", "use a bigger data set")
+        self.corpus, self.synth, self.t, self.seed = corpus, synth, train, seed
+
+    def _item(self, rng: np.random.Generator, mel: Tensor, beats: np.ndarray, frames: int) -> tuple[Tensor, Tensor, Tensor]:
+        t = self.t
+        mel = mel.float()
+        times, flags = beats[:, 0].copy(), beats[:, 1]
+        if rng.random() < t.get("stretch_prob", 0.5):
+            factor = float(np.exp(rng.uniform(-1, 1) * np.log(t.get("stretch_max", 1.2))))
+            n_new = max(2, int(round(mel.shape[-1] * factor)))
+            scale = (n_new - 1) / max(mel.shape[-1] - 1, 1)  # align_corners maps frame i to i * scale
+            mel = F.interpolate(mel[None], size=n_new, mode="linear", align_corners=True)[0]
+            times = times * scale
+        n = mel.shape[-1]
+        start = int(rng.integers(0, n - frames + 1)) if n > frames else 0
+        take = min(frames, n - start)
+        out = torch.full((mel.shape[0], frames), LOG_MEL_MIN)
+        gain = float(rng.uniform(-1, 1) * t.get("gain_db", 6.0) * LN_DB)
+        out[:, :take] = torch.clamp(mel[:, start : start + take] + gain, min=LOG_MEL_MIN)
+        shifted = np.stack([times - start / FRAME_RATE, flags], axis=1)
+        target = torch.from_numpy(beats_to_activations(shifted, frames)).T.contiguous()
+        valid = torch.zeros(frames)
+        valid[:take] = 1.0
+        target[:, take:] = 0.0
+        return out, target, valid
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        rng = np.random.default_rng(self.seed)
+        bs, frames = min(int(self.t["batch_size"]), len(self.corpus)), int(self.t["crop_frames"])
+        p_synth = float(self.t.get("synth_fraction", 0.0)) if self.synth is not None and len(self.synth) else 0.0
+        while True:
+            order = rng.permutation(len(self.corpus))
+            for k in range(0, len(order) - bs + 1, bs):
+                items = []
+                for i in order[k : k + bs]:
+                    src, j = (self.synth, int(rng.integers(len(self.synth)))) if rng.random() < p_synth else (self.corpus, int(i))
+                    items.append(self._item(rng, src.mels[j], src.beats[j], frames))
+                mel, target, valid = (torch.stack(x) for x in zip(*items))
+                yield mel, target, valid
+
+
+# ---------------------------------------------------------------------------------------------- loss / metrics
+def beat_loss(logits: Tensor, target: Tensor, valid: Tensor, pos_weight: tuple[float, float] = (4.0, 8.0)) -> Tensor:
+    """BCE over (B, 2, L) logits; frames near beats weighted up by ``pos_weight`` (per output), padding ignored."""
+    pw = torch.tensor(pos_weight, dtype=logits.dtype)[None, :, None]
+    weight = valid[:, None, :] * (1 + (pw - 1) * target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
+    return bce / weight.sum().clamp(min=1.0)
+
+
+def f_measure(reference: np.ndarray, estimate: np.ndarray, window: float = 0.07) -> float:
+    """mir_eval beat F-measure (70 ms); 1.0 when both are empty (nothing to find, nothing found)."""
+    if reference.size == 0 and estimate.size == 0:
+        return 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mir_eval warns on empty lists
+        return float(mir_eval.beat.f_measure(np.sort(reference), np.sort(estimate), f_measure_threshold=window))
+
+
+def evaluate_tracker(tracker: NeuralBeatTracker, corpus: BeatCorpus) -> dict[str, float]:
+    """Mean beat and downbeat F1 over a corpus (whole clips, equal lengths batched)."""
+    lengths = np.array([m.shape[-1] for m in corpus.mels])
+    beat_f1 = np.zeros(len(corpus))
+    down_f1 = np.zeros(len(corpus))
+    from cadenza.controls.beat_tracker import activations_to_beats
+
+    for length in np.unique(lengths):
+        idx = np.flatnonzero(lengths == length)
+        for k in range(0, idx.size, 32):
+            part = idx[k : k + 32]
+            acts = tracker.activations_from_mel(torch.stack([corpus.mels[i].float() for i in part]))
+            for i, act in zip(part, acts):
+                est = activations_to_beats(act, tracker.postfilter)
+                ref = corpus.beats[i]
+                beat_f1[i] = f_measure(ref[:, 0], est[:, 0])
+                down_f1[i] = f_measure(ref[ref[:, 1] > 0.5, 0], est[est[:, 1] > 0.5, 0])
+    drums = np.array(corpus.drums, dtype=bool) if corpus.drums else np.zeros(len(corpus), bool)
+    out = {"beat_f1": float(beat_f1.mean()), "downbeat_f1": float(down_f1.mean())}
+    for name, sel in (("drums", drums), ("no_drums", ~drums)):
+        if sel.any():
+            out[f"beat_f1_{name}"] = float(beat_f1[sel].mean())
+            out[f"downbeat_f1_{name}"] = float(down_f1[sel].mean())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- module
+class BeatModule(L.LightningModule):
+    """The TCN and its weighted BCE step."""
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        self.config = config
+        self.model = BeatTCN(config["model"])
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self.last_log: dict[str, float] = {}
+
+    def lr_scale(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 5 % at ``max_steps``."""
+        t = self.config["train"]
+        warm, total = t.get("warmup_steps", 50), max(t["max_steps"], 1)
+        if step < warm:
+            return (step + 1) / warm
+        frac = min((step - warm) / max(total - warm, 1), 1.0)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def configure_optimizers(self):
+        t = self.config["train"]
+        opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], weight_decay=t.get("weight_decay", 1e-4))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.lr_scale(int(self.step_count)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        mel, target, valid = batch
+        loss = beat_loss(self.model(mel), target, valid, tuple(self.config["train"].get("pos_weight", (4.0, 8.0))))
+        self.step_count += 1
+        self.last_log = {"loss": float(loss.detach())}
+        return loss
+
+    # --- state (safetensors + JSON, no pickle) --------------------------------------------------
+    def save_train_state(self, folder: str | os.PathLike, extra: dict | None = None) -> None:
+        folder = Path(folder)
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        meta: dict[str, Any] = {"step": int(self.step_count), "config": self.config, **(extra or {})}
+        if self._trainer is not None:
+            opt = self.optimizers()
+            sd = getattr(opt, "optimizer", opt).state_dict()
+            for pid, st in sd["state"].items():
+                for key, val in st.items():
+                    tensors[f"opt.{pid}.{key}"] = val if isinstance(val, Tensor) else torch.tensor(val)
+            meta["param_groups"] = sd["param_groups"]
+        save_safetensors_atomic(folder / "train_state.safetensors", tensors)
+        write_json_atomic(folder / "train_state.json", meta)  # written last: its presence marks a complete state
+
+    def load_train_state(self, folder: str | os.PathLike) -> dict:
+        folder = Path(folder)
+        meta = json.loads((folder / "train_state.json").read_text())
+        tensors = load_file(str(folder / "train_state.safetensors"))
+        self.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        if "param_groups" in meta and self._trainer is not None:
+            state: dict[int, dict[str, Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith("opt."):
+                    pid, key = k[len("opt.") :].split(".", 1)
+                    state.setdefault(int(pid), {})[key] = v
+            opt = self.optimizers()
+            getattr(opt, "optimizer", opt).load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.step_count.fill_(int(meta["step"]))
+        return meta
+
+
+class BeatCheckpoint(L.Callback):
+    """Log; score the valid split with the full tracker; keep the best and the latest model folders."""
+
+    def __init__(self, run: Path, valid: BeatCorpus | None, every_s: float, log_every: int, eval_every: int) -> None:
+        self.run, self.valid, self.every_s, self.log_every, self.eval_every = run, valid, every_s, log_every, eval_every
+        self._last = self._t0 = time.monotonic()
+        self.best = -1.0
+
+    def _log(self, line: dict) -> None:
+        print(json.dumps(line), flush=True)
+        with open(self.run / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    def on_train_start(self, trainer: L.Trainer, module: BeatModule) -> None:
+        if (self.run / "train_state.json").exists():
+            meta = module.load_train_state(self.run)
+            self.best = float(meta.get("best", -1.0))
+            self._log({"resumed_at_step": int(meta["step"]), "best": self.best})
+        self._last = self._t0 = time.monotonic()
+
+    def _tracker(self, module: BeatModule) -> NeuralBeatTracker:
+        return NeuralBeatTracker(module.model, module.config.get("postfilter"))
+
+    def _evaluate(self, module: BeatModule) -> dict[str, float]:
+        was_training = module.model.training
+        metrics = evaluate_tracker(self._tracker(module), self.valid)
+        module.model.train(was_training)
+        return metrics
+
+    def _save(self, module: BeatModule, metrics: dict[str, float] | None) -> None:
+        extra = {"train_step": int(module.step_count), "valid": metrics or {}, "name": module.config.get("name", "beats")}
+        was_training = module.model.training
+        tracker = self._tracker(module)
+        tracker.save(self.run / "last", extra)
+        if metrics is not None:
+            score = metrics["beat_f1"] + metrics["downbeat_f1"]
+            if score > self.best:
+                self.best = score
+                tracker.save(self.run / "model", extra)
+                self._log({"step": int(module.step_count), "new_best": round(score, 4)})
+        elif not (self.run / "model").exists():
+            tracker.save(self.run / "model", extra)
+        module.model.train(was_training)
+        module.save_train_state(self.run, {"best": self.best})
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: BeatModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = int(module.step_count)
+        if self.log_every and step % self.log_every == 0:
+            self._log({"step": step, "elapsed_s": round(time.monotonic() - self._t0, 1), **{k: round(v, 4) for k, v in module.last_log.items()}})
+        metrics = None
+        if self.valid is not None and self.eval_every and step % self.eval_every == 0:
+            metrics = self._evaluate(module)
+            self._log({"step": step, "valid": {k: round(v, 4) for k, v in metrics.items()}})
+        if step >= module.config["train"]["max_steps"]:
+            trainer.should_stop = True
+        if metrics is not None or time.monotonic() - self._last >= self.every_s:
+            self._save(module, metrics)
+            self._last = time.monotonic()
+
+    def on_train_end(self, trainer: L.Trainer, module: BeatModule) -> None:
+        metrics = self._evaluate(module) if self.valid is not None else None
+        if metrics:
+            self._log({"step": int(module.step_count), "final_valid": {k: round(v, 4) for k, v in metrics.items()}})
+        self._save(module, metrics)
+
+
+def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:
+    """Train (or resume) the beat tracker; returns the best model folder ``run/model``."""
+    torch.set_num_threads(threads)
+    t = config["train"]
+    L.seed_everything(t.get("seed", 0), verbose=False)
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run / "config.json", config)
+    corpus = load_beat_corpus(data, "train", t.get("max_clips"))
+    synth = synth_clicks(t["synth_clips"], t.get("synth_seconds", 6.0), t.get("seed", 0) + 1) if t.get("synth_clips") else None
+    valid = None
+    try:
+        valid = load_beat_corpus(data, "valid", t.get("max_valid_clips"))
+    except CadenzaError:
+        pass  # a tiny data set may have no valid split: train without evaluation
+    module = BeatModule(config)
+    batches = BeatBatches(corpus, synth, t, t.get("seed", 0))
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
+    minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
+    callback = BeatCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200))
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=-1, max_time={"seconds": int(minutes * 60)} if minutes else None,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[callback], num_sanity_val_steps=0, limit_val_batches=0,
+    )
+    trainer.fit(module, loader)
+    return run / "model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cadenza.train.beats", description="Train the beat/downbeat TCN on CPU.")
+    parser.add_argument("--data", required=True, help="rendered data set folder (manifest.jsonl with score controls; ideally a feature cache)")
+    parser.add_argument("--out", required=True, help="run folder (resumes if it holds a train state)")
+    parser.add_argument("--config", default="small", help="shipped config name or a .json path")
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: the config's)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("overrides", nargs="*", help="config overrides such as train.batch_size=8")
+    args = parser.parse_args(argv)
+    try:
+        folder = train(load_config("beats", args.config, args.overrides), args.data, args.out, args.max_minutes, args.threads)
+    except CadenzaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"saved {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
