@@ -10,7 +10,7 @@ every column whose caption text equals its own (plain InfoNCE when captions are 
 
 Run in the background (it saves safetensors + JSON atomically and resumes):
 
-    nohup nice python -m cadenza.train.clap --data data/corpus-small --out runs/clap/small --max-minutes 25 &
+    nohup nice python -m cadenza.train.clap --data data/corpus-small --out runs/clap/small --max-minutes 28 &
 
 The run folder holds ``model/`` (a CLAP model folder, loadable with ``cadenza.eval.clap.Clap.load``),
 ``train_state.*`` (weights + optimiser moments for resuming) and ``log.jsonl``.
@@ -302,6 +302,8 @@ def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_min
     L.seed_everything(t.get("seed", 0), verbose=False)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
+    minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
+    config = {**config, "train": {**t, "max_minutes": minutes}}  # record the budget actually used
     write_json_atomic(run / "config.json", config)
     encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
     train_set = load_corpus(data, "train", t.get("max_clips"))
@@ -314,7 +316,6 @@ def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_min
     module = ClapModule(config, table)
     batches = CropBatches(train_set, rows, t["batch_size"], t["crop_frames"], t.get("gain_db", 6.0), t.get("seed", 0))
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
-    minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
     callback = ClapCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200))
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=-1, max_time={"seconds": int(minutes * 60)} if minutes else None,
