@@ -8,6 +8,12 @@ The first caption of each clip is used; clips are embedded whole (6 s in the cor
 
     python benchmarks/clap.py --data data/corpus-small --model runs/clap/small/model --splits test test,valid
 
+A second table uses the model as the ``clap`` FAD embedder next to the ``mel-stats`` peer:
+FAD between the valid clips (reference) and the test clips clean or degraded (white noise at
+20 dB SNR, a 3 kHz low-pass, Griffin-Lim resynthesis of the mel), as ratios to the clean FAD.
+Different works sit in the two splits, so the clean FAD is the floor a perfect generator of
+this music would reach at this N.
+
 Writes ``benchmarks/results/clap.json`` + ``.md`` (config, commit, seed, numbers).
 """
 
@@ -21,11 +27,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import torch
 
+from cadenza.audio import SAMPLE_RATE, MelSpectrogram, griffin_lim, load_audio
 from cadenza.config import write_json_atomic
-from cadenza.data.manifest import atomic_write_text
-from cadenza.eval.clap import WEIGHTS_DIR, Clap, ClapModel, retrieval_metrics
+from cadenza.data.manifest import atomic_write_text, read_manifest
+from cadenza.eval.clap import WEIGHTS_DIR, Clap, ClapEmbedder, ClapModel, retrieval_metrics
+from cadenza.eval.embedders import MelStatsEmbedder
+from cadenza.eval.fad import embed_audio, fad_from_embeddings
 from cadenza.train.clap import encode_captions, load_corpus
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,6 +92,45 @@ def score_set(trained: Clap, data: str, splits: str, seed: int) -> tuple[dict, l
     return result, lines
 
 
+def degradations(clips: list[np.ndarray], seed: int) -> dict[str, list[np.ndarray]]:
+    """The test clips clean and with three kinds of damage a generator or vocoder might do."""
+    rng = np.random.default_rng(seed)
+    sos = scipy.signal.butter(8, 3000, btype="lowpass", fs=SAMPLE_RATE, output="sos")
+    mel = MelSpectrogram()
+    out: dict[str, list[np.ndarray]] = {"clean": clips, "noise 20 dB": [], "low-pass 3 kHz": [], "Griffin-Lim": []}
+    for c in clips:
+        rms = np.sqrt(np.mean(c.astype(np.float64) ** 2))
+        out["noise 20 dB"].append((c + rng.standard_normal(c.size) * rms / 10).astype(np.float32))
+        out["low-pass 3 kHz"].append(scipy.signal.sosfiltfilt(sos, c).astype(np.float32))
+        with torch.inference_mode():
+            out["Griffin-Lim"].append(griffin_lim(mel(torch.from_numpy(c)), n_iter=32, seed=seed).numpy())
+    return out
+
+
+def fad_table(trained: Clap, data: str, seed: int) -> tuple[dict, list[str]]:
+    """FAD(valid, test variant) for the clap and mel-stats embedders, and ratios to the clean value."""
+    folder = Path(data)
+    reference = [load_audio(folder / r["path"]) for r in read_manifest(folder, "valid")]
+    variants = degradations([load_audio(folder / r["path"]) for r in read_manifest(folder, "test")], seed)
+    out: dict = {"n_reference": len(reference), "n_generated": len(variants["clean"]), "embedders": {}}
+    for emb in (ClapEmbedder(trained), MelStatsEmbedder()):
+        ref = embed_audio(reference, emb)
+        values = {name: fad_from_embeddings(ref, embed_audio(clips, emb), emb.name).fad for name, clips in variants.items()}
+        out["embedders"][emb.name] = values
+    names = list(out["embedders"])
+    lines = [
+        f"## CLAP as the FAD embedder: FAD(valid, test variant), N_ref={out['n_reference']}, N_gen={out['n_generated']}", "",
+        "| test variant | " + " | ".join(f"FAD {n}" for n in names) + " | " + " | ".join(f"{n} / clean" for n in names) + " |",
+        "|---|" + "---:|" * (2 * len(names)),
+    ]
+    for variant in variants:
+        vals = [out["embedders"][n][variant] for n in names]
+        ratios = [v / out["embedders"][n]["clean"] for v, n in zip(vals, names)]
+        lines.append(f"| {variant} | " + " | ".join(f"{v:.4g}" for v in vals) + " | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+    lines += ["", "FAD is biased upward at small N; the two embedders' values are in different units, so compare the ratios.", ""]
+    return out, lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/corpus-small")
@@ -90,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "clap"))
+    parser.add_argument("--no-fad", action="store_true", help="skip the FAD table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -99,7 +149,7 @@ def main() -> None:
     config = load_model_config(args.model)
     sets, lines = [], [
         "# CLAP retrieval on held-out clips", "",
-        f"Model `{args.model}` (trained {config.get('train_step')} steps); data `{args.data}`; commit {commit()}, seed {args.seed}, "
+        f"Model `{_display(args.model)}` (trained {config.get('train_step')} steps); data `{args.data}`; commit {commit()}, seed {args.seed}, "
         f"{args.threads} thread(s). Chance = a uniformly random ranking; 'untrained' = the same architecture with random "
         "weights (same seed). The valid split was only watched during training, never used to pick a checkpoint.", "",
     ]
@@ -107,9 +157,13 @@ def main() -> None:
         result, table = score_set(trained, args.data, splits, args.seed)
         sets.append(result)
         lines += table
+    fad_result = None
+    if not args.no_fad:
+        fad_result, table = fad_table(trained, args.data, args.seed)
+        lines += table
     summary = {
         "benchmark": "clap_retrieval", "commit": commit(), "seed": args.seed, "threads": args.threads, "data": args.data,
-        "model": args.model, "model_config": config.get("model"), "train_step": config.get("train_step"), "sets": sets,
+        "model": _display(args.model), "model_config": config.get("model"), "train_step": config.get("train_step"), "sets": sets, "fad": fad_result,
         "seconds": round(time.perf_counter() - start, 1), "platform": platform.platform(), "torch": torch.__version__,
     }
     print("\n".join(lines))
@@ -117,6 +171,15 @@ def main() -> None:
     write_json_atomic(stem.with_suffix(".json"), summary)
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+
+
+def _display(path: str) -> str:
+    """A path relative to the working folder when it lies inside it (results stay machine-independent)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _ratio(value: float | None) -> str:
