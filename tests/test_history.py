@@ -217,3 +217,13 @@ def test_root_that_is_a_file_is_a_clear_error(tmp_path):
     with pytest.raises(CadenzaError, match="not a folder"):
         History(tmp_path / "f")
     assert os.path.isfile(tmp_path / "f")
+
+
+def test_one_studio_per_root(debug_gen, tmp_path):
+    from cadenza.app import Studio, StudioConfig
+
+    first = Studio(StudioConfig(root=tmp_path), generators=[debug_gen])
+    with pytest.raises(CadenzaError, match="already serving this folder"):
+        Studio(StudioConfig(root=tmp_path), generators=[debug_gen])
+    first.close()
+    Studio(StudioConfig(root=tmp_path), generators=[debug_gen]).close()  # free again once the first has stopped

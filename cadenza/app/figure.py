@@ -42,9 +42,11 @@ def plot_overlay(
     heard = heard.fit_length(asked.n_frames)
     T = asked.n_frames
     t = np.arange(T) / FRAME_RATE
-    fig = Figure(figsize=(9, 6.2), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(9, 6.2), dpi=dpi)  # fixed margins: constrained layout costs more than the drawing
     FigureCanvasAgg(fig)
-    ax_spec, ax_mel, ax_dyn, ax_rhy = fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1.5, 1.2, 0.8]})
+    ax_spec, ax_mel, ax_dyn, ax_rhy = fig.subplots(
+        4, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1.5, 1.2, 0.8], "left": 0.08, "right": 0.985, "top": 0.94, "bottom": 0.08, "hspace": 0.12}
+    )
     if title:
         fig.suptitle(title, fontsize=10)
 

@@ -15,6 +15,19 @@ Guards, in the order a request meets them:
 - the queue takes at most N running + Q waiting generations, then answers 503 "busy" with
   ``Retry-After``;
 - files are served only by generation id (12 hex digits) and a fixed kind, never by path.
+
+API (JSON; errors are ``{"error": ..., "hint": ...}`` with a 4xx/5xx status):
+
+- ``GET  /api/options``                 form choices, defaults, limits, model id
+- ``GET  /api/health``                  ``{"ok": true, "queue": {...}}``
+- ``POST /api/generate``                multipart form (fields as in ``validation.parse_form``;
+  files ``melody_file``, ``rhythm_file``) → 202 ``{"id", "status", ...}``, or 400/413/503
+- ``GET  /api/jobs/<id>``               ``queued | running | done | failed``; ``generation`` when done
+- ``GET  /api/history?limit&offset``    newest first
+- ``GET  /api/history/<id>``            one generation
+- ``GET  /api/history/<id>/<kind>``     kind: audio, plot, controls_zip, controls_npz, request
+  (``?download=1`` for an attachment)
+- ``POST /api/history/<id>/rerun``      same inputs and seed → 202 job
 """
 
 from __future__ import annotations
@@ -282,17 +295,18 @@ class BackgroundServer:
 
 def serve(config: StudioConfig, log_level: str = "info", on_ready: Any = None) -> None:
     """Load the model(s), warm up, and serve until interrupted (what ``cadenza serve`` runs)."""
-    sock = bind_socket(config.host, config.port)
-    studio = Studio(config)
-    if config.warmup:
-        studio.warm_up()
-    asgi = create_app(studio, config)
-    server = uvicorn_server(asgi, log_level)
-    host, port = sock.getsockname()[:2]
-    if on_ready is not None:
-        on_ready(f"http://{host if ':' not in host else f'[{host}]'}:{port}", studio)
+    sock = bind_socket(config.host, config.port)  # first, so a taken port fails before the model loads
     try:
-        server.run(sockets=[sock])
+        studio = Studio(config)
+        try:
+            if config.warmup:
+                studio.warm_up()
+            server = uvicorn_server(create_app(studio, config), log_level)
+            host, port = sock.getsockname()[:2]
+            if on_ready is not None:
+                on_ready(f"http://{host if ':' not in host else f'[{host}]'}:{port}", studio)
+            server.run(sockets=[sock])
+        finally:
+            studio.close()
     finally:
-        studio.close()
         sock.close()

@@ -77,11 +77,16 @@ class Studio:
         self.limits = config.limits
         if config.threads:
             torch.set_num_threads(int(config.threads))
-        self.history = History(config.root)
         if generators is None:
             generators = [Cadenza.load(config.model) for _ in range(config.max_concurrent)]
         if not generators:
             raise CadenzaError("the studio needs at least one loaded model")
+        self._lock = self._lock_root(config.root)  # before History sweeps: only the owner may clear leftovers
+        try:
+            self.history = History(config.root)
+        except BaseException:
+            self._lock.close()
+            raise
         self._pool: queue_mod.Queue = queue_mod.Queue()
         for gen in generators:
             self._pool.put(gen)
@@ -112,8 +117,28 @@ class Studio:
                 self._pool.put(gen)
         return time.perf_counter() - t0
 
+    @staticmethod
+    def _lock_root(root: Path) -> Any:
+        """Hold an exclusive lock on ``root`` for the studio's lifetime: two studios on one root would sweep each other's work."""
+        import fcntl
+
+        root = Path(root).expanduser()
+        if root.exists() and not root.is_dir():
+            raise CadenzaError(f"{root}: exists and is not a folder", "give a folder for the studio's history (--root)")
+        root.mkdir(parents=True, exist_ok=True)
+        fh = open(root / "studio.lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise CadenzaError(f"{root}: another Cadenza studio is already serving this folder", "stop it, or pass a different --root") from None
+        return fh
+
     def close(self) -> None:
         self.queue.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     def options(self) -> dict:
         """What the page needs to draw its form: choices, defaults, limits, model."""
