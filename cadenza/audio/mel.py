@@ -15,6 +15,7 @@ The generator rescales this log-mel to [-1, 1] with fixed constants (see ``norma
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import librosa
 import numpy as np
@@ -85,6 +86,15 @@ class MelSpectrogram(nn.Module):
         return logmel.squeeze(0) if squeeze else logmel
 
 
+@lru_cache(maxsize=8)
+def _mel_pinv(config: "MelConfig") -> torch.Tensor:
+    """Pseudo-inverse of the mel filter bank, computed once per config (a pinv costs ~100 ms)."""
+    fb = librosa.filters.mel(
+        sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min, fmax=config.f_max
+    )
+    return torch.linalg.pinv(torch.from_numpy(fb).double()).float()
+
+
 def normalize_log_mel(logmel: torch.Tensor) -> torch.Tensor:
     """Map log-mel to about [-1, 1] with fixed constants (for diffusion models)."""
     return (logmel - LOG_MEL_MIN) / (LOG_MEL_MAX - LOG_MEL_MIN) * 2 - 1
@@ -112,11 +122,8 @@ def griffin_lim(
             f"expected a log-mel of shape (batch, {config.n_mels}, frames), got {tuple(logmel.shape)}",
             "compute it with cadenza.audio.MelSpectrogram",
         )
-    fb = torch.from_numpy(
-        librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.f_min, fmax=config.f_max)
-    ).to(logmel)
     mel = torch.exp(logmel)
-    mag = torch.clamp(torch.linalg.pinv(fb) @ mel, min=0.0)
+    mag = torch.clamp(_mel_pinv(config).to(logmel) @ mel, min=0.0)
     window = torch.hann_window(config.win_length, device=logmel.device, dtype=logmel.dtype)
     length = config.hop_length * (logmel.shape[-1] - 1)
     gen = torch.Generator(device="cpu").manual_seed(seed)
