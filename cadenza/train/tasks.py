@@ -1,0 +1,378 @@
+"""Trainable tasks: thin adapters that let one runner train every Cadenza model.
+
+Each task reuses its model's own LightningModule (losses, schedules, EMA — nothing copied) and
+tells the runner five things:
+
+- ``build_module(config)`` — the ``nn.Module`` (a LightningModule) to train;
+- ``train_data(config)`` — a ``DataSpec``: the dataset, its collate and per-device batch size
+  (map-style datasets are sharded by the runner's deterministic sampler; endless iterables are
+  sharded by striding their stream);
+- ``optimizers(module, config)`` — ``([optimizer, ...], [scheduler, ...])``;
+- ``train_step(module, batch, optimizers, schedulers, fabric)`` — backward through
+  ``fabric.backward`` and the optimizer steps (one optimizer, or two for the GAN vocoder),
+  returning float logs;
+- ``export(module, config, progress)`` — ``(state_dict, model-folder config)`` to ship.
+
+Optional: ``samples`` (cheap images/audio every N steps) and ``defaults`` (config sections the
+task's shipped configs may lack, e.g. ``data.source`` so a synthetic set can be chosen by override).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from cadenza.errors import CadenzaError
+
+
+@dataclass
+class DataSpec:
+    """A task's training data as the runner needs it."""
+
+    dataset: Dataset | IterableDataset
+    batch_size: int  # per device
+    collate: Callable | None = None
+    prebatched: bool = False  # the dataset already yields whole batches (the runner must not batch again)
+
+
+def deep_merge(defaults: dict, config: dict) -> dict:
+    """``config`` over ``defaults`` (nested dicts merged; config values win)."""
+    out = copy.deepcopy(defaults)
+    for key, val in config.items():
+        out[key] = deep_merge(out[key], val) if isinstance(val, dict) and isinstance(out.get(key), dict) else copy.deepcopy(val)
+    return out
+
+
+class Task:
+    """Base adapter: single optimizer + optional scheduler, ``training_step`` returns the loss."""
+
+    name = "task"
+    config_kind = "task"
+    track = "loss"  # the log key whose mean picks the best checkpoint
+    manual_grad_sync = False  # True: the step does several backward passes; grads are all-reduced before each optimizer step
+    defaults: dict = {}
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        raise CadenzaError(f"task '{self.name}' cannot build a module")
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        raise CadenzaError(f"task '{self.name}' has no training data")
+
+    def optimizers(self, module: Any, config: dict) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+        """From the module's own ``configure_optimizers`` (dict, optimizer, or list of optimizers)."""
+        out = module.configure_optimizers()
+        if isinstance(out, dict):
+            sched = out.get("lr_scheduler")
+            sched = sched["scheduler"] if isinstance(sched, dict) else sched
+            return [out["optimizer"]], [sched] if sched is not None else []
+        if isinstance(out, (list, tuple)):
+            return list(out), []
+        return [out], []
+
+    def grad_clip(self, config: dict) -> float:
+        return float(config.get("train", {}).get("grad_clip", 0.0) or 0.0)
+
+    def train_step(self, module: Any, batch: Any, optimizers: list, schedulers: list, fabric: Any) -> dict[str, float]:
+        """One optimizer step: ``training_step`` (through the strategy wrapper) → backward → clip → step."""
+        (opt,) = optimizers
+        loss = module.training_step(batch, 0)
+        fabric.backward(loss)
+        clip = self.grad_clip(self._config(module))
+        if clip:
+            fabric.clip_gradients(module, opt, max_norm=clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        self.after_step(_inner(module))
+        for sched in schedulers:
+            sched.step()
+        logs = dict(getattr(_inner(module), "last_log", {}) or {})
+        logs.setdefault("loss", float(loss.detach()))
+        return logs
+
+    def after_step(self, module: Any) -> None:
+        """Hook run right after the weights change (step counters, EMA)."""
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        return module.state_dict(), {**config, "trained": {"steps": progress.step}}
+
+    def samples(self, module: Any, batch: Any, folder: Path, step: int) -> list[Path]:
+        """Cheap artefacts to look at (images/audio); none by default."""
+        return []
+
+    @staticmethod
+    def _config(module: Any) -> dict:
+        return _inner(module).config
+
+
+def _inner(module: Any) -> Any:
+    """The user's module behind Fabric's / DDP's wrappers."""
+    return getattr(module, "_original_module", None) or getattr(module, "module", module)
+
+
+def step_of(module: Any) -> int:
+    """The module's own step counter (an int attribute or a 0-d buffer)."""
+    val = getattr(_inner(module), "step_count", 0)
+    return int(val.item()) if torch.is_tensor(val) else int(val)
+
+
+def set_step(module: Any, step: int) -> None:
+    inner = _inner(module)
+    if not hasattr(inner, "step_count"):
+        return
+    if torch.is_tensor(inner.step_count):
+        inner.step_count.fill_(int(step))
+    else:
+        inner.step_count = int(step)
+
+
+# --------------------------------------------------------------------------------------- generator
+class GeneratorTask(Task):
+    """Diffusion UNet + ControlNet adapter (``cadenza.train.generator.GeneratorModule``)."""
+
+    name, config_kind = "generator", "generator"
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        from cadenza.train.generator import GeneratorModule
+
+        return GeneratorModule(config)
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        from cadenza.train.generator import build_dataset, collate
+
+        return DataSpec(build_dataset(config), int(config.get("data", {}).get("batch_size", 8)), collate)
+
+    def after_step(self, module: Any) -> None:
+        # what GeneratorModule.optimizer_step does under a Trainer: count, then EMA
+        module.step_count += 1
+        if module.ema is not None:
+            module.update_ema()
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        return module.export_weights(), {**config, "trained": {"steps": progress.step, "minutes": round(progress.elapsed_s / 60, 1)}}
+
+    @torch.no_grad()
+    def samples(self, module: Any, batch: Any, folder: Path, step: int) -> list[Path]:
+        """A mel image: the first clip next to the model's one-shot x0 estimate at t = T/2.
+
+        Uses its own generator so sample logging never shifts the training RNG streams.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from cadenza.audio import normalize_log_mel
+
+        m = _inner(module)
+        x0 = normalize_log_mel(batch["mel"][:1]).clamp(-1, 1)
+        sched = m.noise_scheduler
+        t = torch.full((1,), sched.config.num_train_timesteps // 2, dtype=torch.long)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(step)).to(x0)
+        xt = sched.add_noise(x0, noise, t)
+        text = m.text_encoder.encode(batch["caption"][:1]).to(x0.device)
+        was = m.net.training
+        m.net.eval()
+        pred = m.net(xt, t.to(x0.device), text, None, use_adapter=False)
+        m.net.train(was)
+        acp = sched.alphas_cumprod[t].to(x0)
+        x0_hat = acp.sqrt() * xt - (1 - acp).sqrt() * pred if sched.config.prediction_type == "v_prediction" else (xt - (1 - acp).sqrt() * pred) / acp.sqrt()
+        fig, axes = plt.subplots(1, 2, figsize=(6, 2.5))
+        for ax, img, title in zip(axes, (x0[0], x0_hat[0].clamp(-1, 1)), ("clip", f"x0 estimate, step {step}")):
+            ax.imshow(img.float().cpu().numpy(), origin="lower", aspect="auto", vmin=-1, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"mel-step{step:07d}.png"
+        tmp = folder / f".{path.name}.tmp.png"
+        fig.savefig(tmp, dpi=60)
+        plt.close(fig)
+        tmp.replace(path)
+        return [path]
+
+
+# --------------------------------------------------------------------------------------- vocoder
+def synthetic_tones(n: int, seconds: float, seed: int, sample_rate: int = 22050) -> list[np.ndarray]:
+    """Short harmonic glides for smoke-testing the vocoder without a corpus."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    out = []
+    for _ in range(n):
+        f = rng.uniform(110, 880) * 2 ** (rng.uniform(-1, 1) * t / max(seconds, 1e-6))
+        phase = 2 * np.pi * np.cumsum(f) / sample_rate
+        out.append((0.3 * (np.sin(phase) + 0.3 * np.sin(2 * phase))).astype(np.float32))
+    return out
+
+
+class VocoderTask(Task):
+    """Vocos-style vocoder, GAN with two optimizers (``cadenza.train.vocoder.VocoderModule``).
+
+    Its ``training_step`` does two backward passes (D then G) by manual optimisation, which DDP's
+    one-forward/one-backward hooks cannot follow, so under several processes the runner averages
+    each optimizer's gradients across ranks right before it steps (``manual_grad_sync``).
+    """
+
+    name, config_kind = "vocoder", "vocoder"
+    track = "mel_l1"
+    manual_grad_sync = True
+    defaults = {"data": {"source": "manifest", "synthetic_clips": 4, "synthetic_seconds": 1.0}}
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        from cadenza.train.vocoder import VocoderModule
+
+        return VocoderModule(config)
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        from cadenza.train.vocoder import RandomCropDataset, read_manifest
+
+        t, data = config["train"], config.get("data", {})
+        sr = int(config.get("mel", {}).get("sample_rate", 22050))
+        if data.get("source") == "synthetic":
+            tones = synthetic_tones(int(data.get("synthetic_clips", 4)), float(data.get("synthetic_seconds", 1.0)), int(t.get("seed", 0)), sr)
+            ds = _ArrayCrops(tones, int(t["crop_samples"]), int(t.get("seed", 0)))
+        else:
+            if not t.get("data"):
+                raise CadenzaError("the vocoder config names no training data (train.data is null)", "pass train.data=path/to/manifest.jsonl, or data.source=synthetic for a smoke test")
+            ds = RandomCropDataset(read_manifest(t["data"], "train"), int(t["crop_samples"]), int(t.get("seed", 0)), sample_rate=sr)
+        return DataSpec(ds, int(t["batch_size"]))
+
+    def train_step(self, module: Any, batch: Any, optimizers: list, schedulers: list, fabric: Any) -> dict[str, float]:
+        inner = _inner(module)
+        with fabric.autocast():
+            inner.training_step(batch, 0)  # D and G updates via self.optimizers() / manual_backward (Fabric-aware)
+        return dict(inner.last_log)
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        gen = module.generator
+        cfg = {**config, "model": gen.config.to_dict(), "mel": gen.mel_config.to_dict(), "training": {"steps": progress.step}}
+        return gen.state_dict(), cfg
+
+
+def _array_crops_cls():
+    from cadenza.train.vocoder import RandomCropDataset
+
+    class ArrayCrops(RandomCropDataset):
+        """``RandomCropDataset`` over waveforms already in memory (same crops, gains, silence skipping)."""
+
+        def __init__(self, audio: list[np.ndarray], crop_samples: int, seed: int = 0, gain_db: tuple[float, float] = (-12.0, 0.0)) -> None:
+            IterableDataset.__init__(self)
+            self.crop, self.seed, self.gain_db = int(crop_samples), int(seed), gain_db
+            self.audio = [a for a in audio if a.shape[0] >= self.crop]
+            if not self.audio:
+                raise CadenzaError(f"no clip of at least {self.crop} samples", "use longer clips or a shorter crop")
+
+    return ArrayCrops
+
+
+def _ArrayCrops(*args: Any, **kwargs: Any) -> IterableDataset:
+    return _array_crops_cls()(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------- beats
+class BeatsTask(Task):
+    """Beat/downbeat TCN (``cadenza.train.beats.BeatModule``)."""
+
+    name, config_kind = "beats", "beats"
+    defaults = {"data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8}}
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        from cadenza.train.beats import BeatModule
+
+        return BeatModule(config)
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        from cadenza.train.beats import BeatBatches, load_beat_corpus, synth_clicks
+
+        t, data = config["train"], config.get("data", {})
+        seed = int(t.get("seed", 0))
+        if data.get("source") == "synthetic":
+            corpus = synth_clicks(int(data.get("synthetic_clips", 8)), float(t.get("synth_seconds", 2.0)), seed)
+        else:
+            corpus = load_beat_corpus(data.get("corpus", "data/corpus-small"), "train", t.get("max_clips"))
+        synth = synth_clicks(t["synth_clips"], t.get("synth_seconds", 6.0), seed + 1) if t.get("synth_clips") else None
+        return DataSpec(BeatBatches(corpus, synth, t, seed), int(t["batch_size"]), prebatched=True)
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        from cadenza.controls.beat_tracker import MODEL_KIND
+
+        cfg = {"kind": MODEL_KIND, "model": module.model.config, "postfilter": config.get("postfilter"), "train_step": progress.step, "name": config.get("name", "beats")}
+        return module.model.state_dict(), cfg
+
+
+# --------------------------------------------------------------------------------------- clap
+class ClapTask(Task):
+    """Small CLAP text–audio model (``cadenza.train.clap.ClapModule``)."""
+
+    name, config_kind = "clap", "clap"
+    defaults = {"data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8}}
+
+    def _corpus(self, config: dict):
+        from cadenza.train.clap import ClapCorpus, load_corpus
+
+        t, data = config["train"], config.get("data", {})
+        if data.get("source") == "synthetic":
+            from cadenza.train.generator import SyntheticClips
+
+            n = int(data.get("synthetic_clips", 8))
+            clips = SyntheticClips(n, max(int(t["crop_frames"]), 24), int(t.get("seed", 0)))
+            items = [clips[i] for i in range(n)]
+            return ClapCorpus([it["mel"].half() for it in items], [[it["caption"]] for it in items], [f"synth-{i}" for i in range(n)])
+        return load_corpus(data.get("corpus", "data/corpus-small"), "train", t.get("max_clips"))
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        from cadenza.conditioning.text import build_text_encoder
+        from cadenza.train.clap import ClapModule, encode_captions
+
+        corpus = self._corpus(config)
+        encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
+        table, rows = encode_captions(encoder, corpus.captions)
+        module = ClapModule(config, table)
+        module._cadenza_data = (corpus, rows)  # the same corpus and caption rows feed train_data
+        return module
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        from cadenza.train.clap import CropBatches
+
+        if module is None:
+            module = self.build_module(config)
+        corpus, rows = _inner(module)._cadenza_data
+        t = config["train"]
+        ds = CropBatches(corpus, rows, int(t["batch_size"]), int(t["crop_frames"]), float(t.get("gain_db", 6.0)), int(t.get("seed", 0)))
+        return DataSpec(ds, ds.batch_size, prebatched=True)
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        from cadenza.eval.clap import MODEL_KIND
+
+        cfg = {"kind": MODEL_KIND, "name": config.get("name", "clap"), "model": module.model.config, "train_step": progress.step}
+        return module.model.state_dict(), cfg
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (GeneratorTask(), VocoderTask(), BeatsTask(), ClapTask())}
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name`` (CadenzaError listing the choices otherwise)."""
+    if name not in TASKS:
+        raise CadenzaError(f"unknown model '{name}'", f"choose one of: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def load_task_config(task: Task, name_or_path: str, overrides: list[str] | None = None) -> dict:
+    """A shipped config or JSON path with the task's and the runner's defaults filled in, then overrides."""
+    import json
+
+    from cadenza.config import apply_overrides, resolve_config_path
+
+    path = resolve_config_path(task.config_kind, name_or_path)
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CadenzaError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    from cadenza.train.runner import RUNNER_DEFAULTS
+
+    return apply_overrides(deep_merge(deep_merge(RUNNER_DEFAULTS, task.defaults), raw), overrides)
