@@ -1,0 +1,135 @@
+"""The one training path: every task trains a step, DDP on 2 CPU processes agrees, kill -9 + resume is exact."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from cadenza.cli.train import app
+from cadenza.config import available_configs
+from cadenza.errors import CadenzaError
+from cadenza.train.runner import DeterministicBatchSampler, StridedStream, fit
+from cadenza.train.state import DELAY_ENV
+from cadenza.train.tasks import TASKS, get_task, load_task_config
+
+REPO = Path(__file__).resolve().parents[2]
+GEN = ["data.frames=32", "data.synthetic_clips=8", "log.every_steps=1", "checkpoint.keep_last=5"]
+SMALLEST = {"generator": ("debug", []), "vocoder": ("tiny", ["data.source=synthetic"]), "beats": ("debug", ["data.source=synthetic"]), "clap": ("debug", ["data.source=synthetic"])}
+
+
+def _cli(out: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "cadenza.cli.train", "generator", "debug", *GEN, *args, "--out", str(out)]
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_sampler_is_a_pure_function_of_seed_and_epoch():
+    ranks = [DeterministicBatchSampler(20, 3, rank=r, world=2, seed=7) for r in range(2)]
+    for s in ranks:
+        s.set_epoch(1)
+    b0, b1 = list(ranks[0]), list(ranks[1])
+    assert len(b0) == len(b1) == 3 and all(len(b) == 3 for b in b0 + b1)
+    flat0, flat1 = {i for b in b0 for i in b}, {i for b in b1 for i in b}
+    assert not flat0 & flat1  # disjoint ranks
+    again = DeterministicBatchSampler(20, 3, rank=0, world=2, seed=7)
+    again.set_epoch(1, start_batch=2)
+    assert list(again) == b0[2:]  # a resume skips exactly the consumed batches
+    again.set_epoch(2)
+    assert list(again) != b0  # a new epoch, a new order
+    with pytest.raises(CadenzaError, match="fewer than one global batch"):
+        DeterministicBatchSampler(5, 3, world=2)
+    assert list(StridedStream(range(10), 1, 3, skip=1)) == [4, 7]
+
+
+@pytest.mark.parametrize("model", sorted(TASKS))
+def test_every_task_builds_its_configs_and_trains_a_step(model, tmp_path):
+    task = get_task(model)
+    for name in available_configs(task.config_kind):  # every shipped config builds (RAVE's check)
+        cfg = load_task_config(task, name, ["data.source=synthetic"] if "source" in task.defaults.get("data", {}) else [])
+        if cfg.get("text_encoder") == "minilm":
+            continue  # needs the MiniLM weights; the debug config covers the code path
+        assert sum(p.numel() for p in task.build_module(cfg).parameters()) > 0
+    config_name, overrides = SMALLEST[model]
+    cfg = load_task_config(task, config_name, [*overrides, "train.max_steps=1", "log.every_steps=1"])
+    folder = fit(task, cfg, tmp_path)
+    state, exported = load_file(str(folder / "model.safetensors")), json.loads((folder / "config.json").read_text())
+    assert state and all(torch.isfinite(v.float()).all() for v in state.values())
+    assert (tmp_path / "checkpoints" / "step-000000001" / "COMPLETE").exists()
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 1 and all(v == v for v in log[-1].values())  # no NaN
+    assert exported  # a model-folder config to ship
+
+
+def test_cli_list_help_and_errors(tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["list"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in TASKS) and "slurm-2x8" in listed.output
+    helped = runner.invoke(app, ["generator", "--help"])
+    assert helped.exit_code == 0 and "torchrun" in helped.output and "srun" in helped.output
+    bad = runner.invoke(app, ["generator", "debug", "--out", str(tmp_path), "--strategy", "horovod"])
+    assert isinstance(bad.exception, CadenzaError) and "horovod" in str(bad.exception)
+    with pytest.raises(CadenzaError, match="unknown model"):
+        get_task("diffwave")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_agrees_and_doubles_the_batch(tmp_path):
+    proc = _cli(tmp_path, "data.synthetic_clips=16", "train.max_steps=2", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-3000:]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["world_size"] == 2 and run["global_batch"] == 2 * run["per_device_batch"] == 8
+    ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["digest"] == ranks[1]["digest"] and ranks[0]["step"] == 2  # identical weights on both ranks
+    seen = [{i for b in r["first_epoch_batches"] for i in b} for r in ranks]
+    assert len(seen[0]) == len(seen[1]) == 8 and not seen[0] & seen[1]  # disjoint samples, all 16 used
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["global_batch"] == 8
+    one = json.loads((tmp_path / "checkpoints" / "step-000000002" / "state.json").read_text())
+    assert one["progress"]["samples_seen"] == 16 and len(one["rng"]) == 2  # both ranks' RNG saved
+
+
+@pytest.mark.slow
+def test_kill_during_checkpoint_write_then_resume_matches_uninterrupted_run(tmp_path):
+    task = get_task("generator")
+    steps = ["train.max_steps=4", "checkpoint.every_steps=1"]
+    ref = fit(task, load_task_config(task, "debug", [*GEN, *steps]), tmp_path / "ref")
+    assert ref is not None
+    run = tmp_path / "run"
+    proc = _cli(run, *steps, env={DELAY_ENV: "4"})
+    ckpts = run / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not list(ckpts.glob(".tmp-step-000000002-*")):  # the second checkpoint is being written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:] if proc.poll() is not None else "timeout"
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL inside the write
+    proc.wait()
+    assert (ckpts / "step-000000001" / "COMPLETE").exists() and not (ckpts / "step-000000002").exists()
+    # a damaged, complete-looking newer folder that `latest` points at must be skipped too
+    fake = ckpts / "step-000000003"
+    fake.mkdir()
+    for f in (ckpts / "step-000000001").iterdir():
+        (fake / f.name).write_bytes(f.read_bytes())
+    (fake / "optim.safetensors").write_bytes(b"\0" * 64)
+    (ckpts / "latest").write_text("step-000000003\n")
+    with pytest.warns(UserWarning, match="step-000000003"):
+        resumed = fit(task, load_task_config(task, "debug", [*GEN, *steps]), run, resume=True)
+    assert json.loads((run / "run.json").read_text())["resumed_from"].endswith("step-000000001")
+    final, expected = _weights(run / "checkpoints" / "step-000000004"), _weights(tmp_path / "ref" / "checkpoints" / "step-000000004")
+    assert final.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(final[key], expected[key]), key  # bit-identical to the uninterrupted run
+    shipped, shipped_ref = _weights(resumed), _weights(ref)
+    assert all(torch.equal(shipped[k], shipped_ref[k]) for k in shipped_ref)  # the exported model too
+    with pytest.raises(CadenzaError, match="--resume"):
+        fit(task, load_task_config(task, "debug", [*GEN, *steps]), run)
