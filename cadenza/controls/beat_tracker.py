@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
@@ -47,6 +48,7 @@ DEFAULT_MODEL: dict = {
     "dilations": [1, 2, 4, 8, 16, 32, 64, 128],
     "dropout": 0.1,
     "flux_scale": 0.5,
+    "stride": 1,
 }
 
 DEFAULT_POSTFILTER: dict = {
@@ -54,6 +56,9 @@ DEFAULT_POSTFILTER: dict = {
     "max_bpm": 220.0,
     "tempo_step": 0.01,  # relative spacing of the candidate periods (1 %)
     "pulse_width": 1.5,  # frames: standard deviation of each pulse in the template train
+    "tempo_prior_bpm": 88.0,  # geometric mean tempo of the training corpus
+    "tempo_prior_octaves": 0.5,  # its spread (standard deviation, octaves)
+    "tempo_prior_weight": 0.05,  # correlation given up per half squared standard deviation off the prior
     "tightness": 100.0,  # DP penalty on deviating from the period (as librosa / the DSP tracker)
     "min_activation": 0.25,  # no beats at all when the beat activation never reaches this
     "edge_fraction": 0.2,  # drop beats at the ends whose activation is under this x the median
@@ -86,8 +91,16 @@ class BeatTCN(nn.Module):
         c = self.config
         if c["kernel"] % 2 == 0:
             raise CadenzaError(f"beat TCN kernel must be odd (got {c['kernel']})", "use 3 or 5 so frames stay centred")
+        if int(c.get("stride", 1)) not in (1, 2):
+            raise CadenzaError(f"beat TCN stride must be 1 or 2 (got {c['stride']})")
         ch = int(c["channels"])
         self.inp = nn.Conv1d(2 * int(c["n_mels"]), ch, 1)
+        self.stride = int(c.get("stride", 1))
+        if self.stride == 2:
+            # the blocks run at half the frame rate (half the cost, so more channels for the same
+            # time); a full-rate skip from the input projection restores frame-exact onsets after
+            self.down = nn.Conv1d(ch, ch, 4, stride=2, padding=1)
+            self.refine = nn.Conv1d(ch, ch, 3, padding=1)
         self.blocks = nn.ModuleList(_Block(ch, int(c["kernel"]), int(d), float(c["dropout"])) for d in c["dilations"])
         self.act = nn.ELU()
         self.head = nn.Conv1d(ch, 2, 1)
@@ -107,13 +120,21 @@ class BeatTCN(nn.Module):
                 "compute it with cadenza.audio.MelSpectrogram",
             )
         x = self.inp(self.features(logmel.float()))
+        if self.stride == 1:
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.act(x))
+        skip, n = x, x.shape[-1]
+        x = self.down(self.act(F.pad(x, (0, n % 2), mode="replicate")))
         for block in self.blocks:
             x = block(x)
-        return self.head(self.act(x))
+        x = F.interpolate(x, size=n, mode="linear", align_corners=False) + skip
+        return self.head(self.act(self.refine(self.act(x))))
 
     def receptive_field(self) -> int:
         """Frames one output frame sees (for the docs and the tests)."""
-        return 1 + sum((int(self.config["kernel"]) - 1) * int(d) for d in self.config["dilations"])
+        blocks = sum((int(self.config["kernel"]) - 1) * int(d) for d in self.config["dilations"])
+        return 1 + blocks if self.stride == 1 else 2 * blocks + 4 + 2
 
 
 # ---------------------------------------------------------------------------------------------- post-filter
@@ -146,20 +167,32 @@ def estimate_beat_grid(beat: np.ndarray, cfg: dict | None = None) -> tuple[float
     smooth = scipy.ndimage.gaussian_filter1d(xc, sigma, mode="constant", truncate=4.0) * sigma * np.sqrt(2 * np.pi)
     energy = sigma * np.sqrt(np.pi)  # Σ of one squared pulse
     area = sigma * np.sqrt(2 * np.pi)  # Σ of one pulse
-    best = (-np.inf, 0.0, 0.0)
-    for p in periods:
-        phase = np.arange(int(np.ceil(p)), dtype=np.float64)
-        phase = phase[phase < p]
-        pos = phase[:, None] + p * np.arange(int(np.ceil(n / p)) + 1)[None, :]
-        inside = pos <= n - 1
-        count = inside.sum(axis=1)
-        dot = np.where(inside, np.interp(pos, np.arange(n), smooth), 0.0).sum(axis=1)
-        norm = np.sqrt(np.maximum(count * energy - (count * area) ** 2 / n, 1e-12))
-        corr = dot / (norm * xn)
-        j = int(np.argmax(corr))
-        if corr[j] > best[0]:
-            best = (float(corr[j]), float(p), float(phase[j]))
-    return best[1], best[2], best[0]
+    # fold the smoothed activation at every candidate period at once: frame t adds its value to
+    # phase (t mod p), split linearly between the two neighbouring whole-frame phases
+    n_phase = int(np.ceil(periods.max())) + 1
+    frames = np.arange(n, dtype=np.float64)
+    folded = np.zeros((periods.size, n_phase))
+    per_chunk = max(1, int(2_000_000 // n))  # bounded memory on long recordings
+    for a in range(0, periods.size, per_chunk):
+        p = periods[a : a + per_chunk, None]
+        r = np.mod(frames[None, :], p)
+        lo = np.floor(r)
+        w = r - lo
+        hi = np.where(lo + 1 < p, lo + 1, 0)  # past the last whole phase, wrap round to phase 0
+        rows = np.arange(p.shape[0])[:, None] * n_phase
+        idx = np.concatenate([(rows + lo).ravel(), (rows + hi).ravel()]).astype(np.int64)
+        wts = np.concatenate([(smooth * (1 - w)).ravel(), (smooth * w).ravel()])
+        folded[a : a + per_chunk] = np.bincount(idx, wts, minlength=p.shape[0] * n_phase).reshape(-1, n_phase)
+    phase = np.arange(n_phase, dtype=np.float64)
+    count = np.floor((n - 1 - phase[None, :]) / periods[:, None]) + 1  # pulses of the train at phase φ
+    norm = np.sqrt(np.maximum(count * energy - (count * area) ** 2 / n, 1e-12))
+    corr = np.where(phase[None, :] < periods[:, None], folded / (norm * xn), -np.inf)
+    j = corr.argmax(axis=1)
+    corr_best, phase_best = corr[np.arange(j.size), j], phase[j]
+    # a log-normal tempo prior (in octaves) settles the metrical level when the activation is ambivalent
+    octaves = np.log2(FRAME_RATE * 60.0 / periods / cfg["tempo_prior_bpm"]) / cfg["tempo_prior_octaves"]
+    k = int(np.argmax(corr_best - cfg["tempo_prior_weight"] * 0.5 * octaves**2))
+    return float(periods[k]), float(phase_best[k]), float(corr_best[k])
 
 
 def beat_dp(local: np.ndarray, period: float, tightness: float) -> tuple[np.ndarray, np.ndarray]:

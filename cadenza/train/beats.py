@@ -22,6 +22,8 @@ Run in the background (atomic safetensors + JSON checkpoints; an interrupted run
 
 The run folder holds ``model/`` (the best model folder, loadable with
 ``NeuralBeatTracker.load``), ``last/`` (the latest one), ``train_state.*`` and ``log.jsonl``.
+``python -m cadenza.train.beats --ship runs/beats/small/model`` copies a model folder to the
+shipped ``cadenza/weights/beats`` with the current post-filter settings.
 """
 
 from __future__ import annotations
@@ -311,8 +313,11 @@ class BeatModule(L.LightningModule):
 class BeatCheckpoint(L.Callback):
     """Log; score the valid split with the full tracker; keep the best and the latest model folders."""
 
-    def __init__(self, run: Path, valid: BeatCorpus | None, every_s: float, log_every: int, eval_every: int) -> None:
+    def __init__(
+        self, run: Path, valid: BeatCorpus | None, every_s: float, log_every: int, eval_every: int, synth_valid: BeatCorpus | None = None
+    ) -> None:
         self.run, self.valid, self.every_s, self.log_every, self.eval_every = run, valid, every_s, log_every, eval_every
+        self.synth_valid = synth_valid  # logged only: the model is chosen on real music
         self._last = self._t0 = time.monotonic()
         self.best = -1.0
 
@@ -334,6 +339,9 @@ class BeatCheckpoint(L.Callback):
     def _evaluate(self, module: BeatModule) -> dict[str, float]:
         was_training = module.model.training
         metrics = evaluate_tracker(self._tracker(module), self.valid)
+        if self.synth_valid is not None:
+            synth = evaluate_tracker(self._tracker(module), self.synth_valid)
+            metrics.update(synth_beat_f1=synth["beat_f1"], synth_downbeat_f1=synth["downbeat_f1"])
         module.model.train(was_training)
         return metrics
 
@@ -393,7 +401,8 @@ def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_min
     batches = BeatBatches(corpus, synth, t, t.get("seed", 0))
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
     minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
-    callback = BeatCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200))
+    synth_valid = synth_clicks(32, t.get("synth_seconds", 6.0), t.get("seed", 0) + 2) if synth is not None and valid is not None else None
+    callback = BeatCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200), synth_valid)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=-1, max_time={"seconds": int(minutes * 60)} if minutes else None,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -403,15 +412,42 @@ def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_min
     return run / "model"
 
 
+def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Copy a trained model folder to the shipped location with the current post-filter settings.
+
+    The post-filter is not learnt, so the shipped config takes this Cadenza's defaults (updated
+    by the run's config overrides) rather than those frozen when the checkpoint was written.
+    """
+    from cadenza.controls.beat_tracker import DEFAULT_POSTFILTER, WEIGHTS_DIR
+
+    tracker = NeuralBeatTracker.load(folder)
+    saved = json.loads((Path(folder) / "config.json").read_text())
+    run_config = Path(folder).parent / "config.json"
+    overrides = json.loads(run_config.read_text()).get("postfilter", {}) if run_config.exists() else {}
+    tracker.postfilter = {**DEFAULT_POSTFILTER, **overrides}
+    extra = {k: v for k, v in saved.items() if k not in ("kind", "model", "postfilter")}
+    return tracker.save(dest if dest is not None else WEIGHTS_DIR, {**extra, "shipped_from": str(folder)})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cadenza.train.beats", description="Train the beat/downbeat TCN on CPU.")
-    parser.add_argument("--data", required=True, help="rendered data set folder (manifest.jsonl with score controls; ideally a feature cache)")
-    parser.add_argument("--out", required=True, help="run folder (resumes if it holds a train state)")
+    parser.add_argument("--data", default=None, help="rendered data set folder (manifest.jsonl with score controls; ideally a feature cache)")
+    parser.add_argument("--out", default=None, help="run folder (resumes if it holds a train state)")
     parser.add_argument("--config", default="small", help="shipped config name or a .json path")
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ship", metavar="MODEL_FOLDER", default=None, help="instead of training: copy a trained model folder to cadenza/weights/beats")
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.batch_size=8")
     args = parser.parse_args(argv)
+    if args.ship:
+        try:
+            print(f"shipped {ship(args.ship)}")
+        except CadenzaError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.data or not args.out:
+        parser.error("--data and --out are needed to train")
     try:
         folder = train(load_config("beats", args.config, args.overrides), args.data, args.out, args.max_minutes, args.threads)
     except CadenzaError as err:
