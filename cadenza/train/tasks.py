@@ -136,6 +136,7 @@ class GeneratorTask(Task):
     """Diffusion UNet + ControlNet adapter (``cadenza.train.generator.GeneratorModule``)."""
 
     name, config_kind = "generator", "generator"
+    defaults = {"data": {"source": "corpus", "synthetic_clips": 64}}
 
     def build_module(self, config: dict) -> torch.nn.Module:
         from cadenza.train.generator import GeneratorModule

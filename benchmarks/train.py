@@ -1,0 +1,163 @@
+"""Benchmark: generator training throughput (clips/s) through the Fabric runner, beside the old Trainer loop.
+
+For the ``debug`` and ``small`` generator configs (synthetic clips, so no corpus I/O is timed),
+both training paths run the same number of steps on ``--threads`` torch threads:
+
+- ``runner``: ``cadenza.train.runner.fit`` (Fabric, deterministic sampler, safetensors checkpoints);
+- ``lightning_trainer`` (the peer): ``cadenza.train.generator.train_generator`` (a ``L.Trainer`` loop).
+
+Throughput is timed between the starts of ``GeneratorModule.training_step`` calls (the first step
+— warm-up, allocation — excluded), so both paths are measured the same way; it is clips per second
+= steps × global batch / seconds. The two paths alternate per repeat so both see the same machine
+load; the load average is recorded because the machine is shared. On a CUDA machine the runner is
+also timed on the GPU (``bf16-mixed``).
+
+Run: ``python benchmarks/train.py [--threads 2] [--repeats 1]`` → prints a table and writes
+``benchmarks/results/train.json`` + ``.md`` (config, commit, seed, load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cadenza.config import write_json_atomic  # noqa: E402
+from cadenza.train.generator import GeneratorModule, train_generator  # noqa: E402
+from cadenza.train.runner import fit  # noqa: E402
+from cadenza.train.tasks import get_task, load_task_config  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+CASES = {"debug": {"steps": 12, "overrides": ["data.synthetic_clips=64"]}, "small": {"steps": 4, "overrides": ["data.source=synthetic", "data.synthetic_clips=32"]}}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+class StepClock:
+    """Records when each ``GeneratorModule.training_step`` starts (both paths call it once per step)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._orig = GeneratorModule.training_step
+
+    def __enter__(self) -> "StepClock":
+        clock, orig = self, self._orig
+
+        def timed(module, batch, batch_idx):
+            clock.times.append(time.perf_counter())
+            return orig(module, batch, batch_idx)
+
+        GeneratorModule.training_step = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        GeneratorModule.training_step = self._orig
+
+    def clips_per_s(self, batch: int) -> float:
+        t = self.times[1:]  # skip the first (warm-up) step
+        return (len(t) - 1) * batch / (t[-1] - t[0])
+
+
+def run_case(name: str, path: str, threads: int, accelerator: str = "cpu") -> dict:
+    case = CASES[name]
+    task = get_task("generator")
+    overrides = [*case["overrides"], f"train.max_steps={case['steps']}", f"train.threads={threads}", "train.max_minutes=0", "train.checkpoint_minutes=1000"]
+    config = load_task_config(task, name, [*overrides, "checkpoint.every_steps=0", "log.progress=false"])
+    batch = int(config["data"]["batch_size"])
+    out = Path(tempfile.mkdtemp(prefix=f"bench-train-{name}-"))
+    try:
+        with StepClock() as clock:
+            if path == "runner":
+                fit(task, config, out, accelerator=accelerator, precision="bf16-mixed" if accelerator == "gpu" else "32-true")
+            else:
+                legacy = {k: v for k, v in config.items() if k not in ("launch", "checkpoint", "log")}
+                train_generator(legacy, out)
+        return {"config": name, "path": path, "device": accelerator, "steps": case["steps"], "batch": batch, "clips_per_s": clock.clips_per_s(batch)}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="2", help="comma-separated torch thread counts to time, e.g. 1,2")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--configs", default="debug,small")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    load_before = os.getloadavg()
+    rows: list[dict] = []
+    thread_counts = [int(x) for x in str(args.threads).split(",")]
+    for rep in range(args.repeats):
+        for name in args.configs.split(","):
+            for threads in thread_counts:
+                order = ("runner", "lightning_trainer") if rep % 2 == 0 else ("lightning_trainer", "runner")
+                for path in order:
+                    rows.append({**run_case(name, path, threads), "threads": threads})
+                    print(f"{name:6s} {threads} threads {path:18s} {rows[-1]['clips_per_s']:.2f} clips/s", flush=True)
+            if torch.cuda.is_available():
+                rows.append({**run_case(name, "runner", thread_counts[-1], accelerator="gpu"), "threads": thread_counts[-1]})
+    load_after = os.getloadavg()
+    summary = []
+    for name, threads in [(n, t) for n in args.configs.split(",") for t in thread_counts]:
+        sel = [x for x in rows if x["config"] == name and x["threads"] == threads]
+        r = float(np.median([x["clips_per_s"] for x in sel if x["path"] == "runner" and x["device"] == "cpu"]))
+        p = float(np.median([x["clips_per_s"] for x in sel if x["path"] == "lightning_trainer"]))
+        entry = {"config": name, "threads": threads, "runner_clips_per_s": r, "lightning_trainer_clips_per_s": p, "ratio_runner_over_trainer": r / p}
+        gpu = [x["clips_per_s"] for x in rows if x["config"] == name and x["device"] == "gpu"]
+        if gpu:
+            entry["runner_gpu_clips_per_s"] = float(np.median(gpu))
+            entry["gpu"] = torch.cuda.get_device_name(0)
+        summary.append(entry)
+    result = {
+        "benchmark": "train", "git_commit": commit(), "seed": 0, "threads": thread_counts, "repeats": args.repeats,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": load_after},
+        "cuda": torch.cuda.is_available(), "cases": CASES, "runs": rows, "summary": summary,
+        "note": "synthetic clips; clips/s between training_step starts, first step excluded; the machine is shared (see load averages)",
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(RESULTS / "train.json", result)
+    lines = [
+        "# Generator training throughput: Fabric runner vs. the Lightning Trainer loop",
+        "",
+        f"commit `{result['git_commit'][:10]}`, torch threads {args.threads}, {args.repeats} repeat(s), seed 0, synthetic clips; "
+        f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after on {os.cpu_count()} cores (shared machine).",
+        "",
+        "| config | threads | runner clips/s | Trainer clips/s | runner / Trainer |" + (" runner GPU clips/s |" if torch.cuda.is_available() else ""),
+        "|---|---|---|---|---|" + ("---|" if torch.cuda.is_available() else ""),
+    ]
+    for e in summary:
+        lines.append(f"| {e['config']} | {e['threads']} | {e['runner_clips_per_s']:.2f} | {e['lightning_trainer_clips_per_s']:.2f} | {e['ratio_runner_over_trainer']:.2f} |"
+                     + (f" {e.get('runner_gpu_clips_per_s', float('nan')):.1f} ({e.get('gpu', '')}) |" if torch.cuda.is_available() else ""))
+    lines += [
+        "",
+        "No GPU was available for this run." if not torch.cuda.is_available() else "",
+        "",
+        "On a busy 2-core machine, 2 torch threads can be several times slower than 1 (OpenMP threads wait",
+        "on each other while other processes hold the cores); compare paths within a row, not across rows.",
+        "",
+    ]
+    tmp = RESULTS / ".train.md.tmp"
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, RESULTS / "train.md")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
