@@ -264,7 +264,10 @@ class Cadenza:
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Normalised mels (B, n_mels, T); windows of ``max_window_s`` joined by inpainting when longer."""
+        """Normalised mels (B, n_mels, T); windows of ``max_window_s`` joined by inpainting when longer.
+
+        ``known`` is in normalised-mel units too; sampling itself runs on standardised mels.
+        """
         b = len(seeds)
         text = self.text_encoder.encode(prompts)
         if len(text) != b:
@@ -274,7 +277,7 @@ class Cadenza:
         window = frames_for_duration(float(self.sampling.get("max_window_s", 24.0)))
         overlap = min(frames_for_duration(float(self.sampling.get("window_overlap_s", 2.0))), window // 2)
         n_mels = self.net.n_mels
-        out = torch.zeros(b, n_mels, n_frames) if known is None else known.expand(b, -1, -1).clone()
+        out = torch.zeros(b, n_mels, n_frames) if known is None else self.net.standardize(known).expand(b, -1, -1).clone()
         have = torch.zeros(b, n_frames) if known_mask is None else known_mask.expand(b, -1).clone().float()
         start = 0
         while True:
@@ -294,7 +297,7 @@ class Cadenza:
             if end == n_frames:
                 break
             start = end - overlap
-        return out
+        return self.net.destandardize(out)
 
     def _render(self, mel: torch.Tensor, n_samples: int) -> np.ndarray:
         """Vocode normalised mels to exactly ``n_samples`` samples each, peak-limited below full scale."""

@@ -30,6 +30,7 @@ from cadenza.generators.controlnet import MusicControlNet
 
 SAMPLERS = ("dpmsolver++", "ddim")
 DEFAULT_DIFFUSION = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
+# other keys of the config's ``diffusion`` section: standardize_mel (bool), stats_clips (int)
 
 
 def _schedule_kwargs(diffusion: dict | None) -> dict:

@@ -163,13 +163,31 @@ class GeneratorModule(L.LightningModule):
         if self.mode == "adapter":
             self.net.adapter.init_from_base(self.net.base.encoder)
 
+    @torch.no_grad()
+    def fit_mel_stats(self, dataset: Any, n_items: int = 64) -> None:
+        """Per-bin mean/std of normalised mels over ``n_items`` training crops (padding frames excluded)."""
+        rng = np.random.default_rng(int(self.tcfg.get("seed", 0)))
+        idx = rng.choice(len(dataset), size=min(n_items, len(dataset)), replace=False)
+        mels, valid = [], []
+        for i in idx:
+            item = dataset[int(i)]
+            mels.append(normalize_log_mel(torch.as_tensor(item["mel"]).float()).clamp(-1, 1))
+            valid.append(torch.as_tensor(item["valid"]).float() if "valid" in item else torch.ones(mels[-1].shape[-1]))
+        x = torch.cat(mels, dim=-1)  # (n_mels, ΣT)
+        w = torch.cat(valid)[None]
+        mean = (x * w).sum(-1) / w.sum()
+        std = (((x - mean[:, None]) ** 2 * w).sum(-1) / w.sum()).sqrt()
+        for net in (self.net, self.ema):
+            if net is not None:
+                net.set_mel_stats(mean, std)
+
     @property
     def base_only(self) -> bool:
         return self.mode == "base" or self.step_count < int(self.tcfg.get("base_only_steps", 0))
 
     def prepare_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor]]:
         """Clean normalised mels, text (with condition dropout) and controls (with random masks)."""
-        x0 = normalize_log_mel(batch["mel"]).clamp(-1, 1)
+        x0 = self.net.standardize(normalize_log_mel(batch["mel"]).clamp(-1, 1))
         text = self.text_encoder.encode(batch["caption"]).to(x0.device)
         drop = torch.rand(len(text), generator=self.generator) < float(self.tcfg.get("text_dropout", 0.1))
         text = self.net.drop_text(text, drop.to(x0.device))
@@ -368,6 +386,8 @@ def train_generator(config: dict, out_dir: str | os.PathLike, resume: bool = Fal
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "config.json", config)
     dataset = dataset if dataset is not None else build_dataset(config)
+    if meta is None and not tcfg.get("init_from") and config.get("diffusion", {}).get("standardize_mel", True):
+        module.fit_mel_stats(dataset, int(config.get("diffusion", {}).get("stats_clips", 64)))
     data = config.get("data", {})
     loader = DataLoader(
         dataset, batch_size=int(data.get("batch_size", 8)), collate_fn=collate, num_workers=int(data.get("num_workers", 0)),
