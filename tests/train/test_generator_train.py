@@ -77,3 +77,18 @@ def test_cli_train_generator(tmp_path, capsys):
     assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "model" / "config.json").exists()
     assert main(["train", "generator", "debug", "train.nope=1", "--out", str(tmp_path / "x")]) == 2
     assert "no such key" in capsys.readouterr().err
+
+
+def test_mel_standardisation_stats(config):
+    module = GeneratorModule(config)
+    data = SyntheticClips(6, 32, seed=1)
+    module.fit_mel_stats(data, n_items=6)
+    from cadenza.audio import normalize_log_mel
+
+    x = torch.cat([normalize_log_mel(data[i]["mel"]).clamp(-1, 1) for i in range(6)], dim=-1)
+    z = module.net.standardize(x)
+    busy = module.net.mel_std > 0.05  # bins with some variation (the floor guards silent ones)
+    assert torch.allclose(z.mean(-1), torch.zeros(128), atol=1e-4)
+    assert torch.allclose(z.std(-1, unbiased=False)[busy], torch.ones(int(busy.sum())), atol=1e-3)
+    assert torch.allclose(module.net.destandardize(z), x, atol=1e-5)
+    assert torch.equal(module.ema.mel_mean, module.net.mel_mean) if module.ema is not None else True
