@@ -59,6 +59,8 @@ def _register() -> None:
     from cadenza.cli import serve as serve_cli
 
     serve_cli.register(app)
+    from cadenza.cli import eval as eval_cli
+    app.add_typer(eval_cli.app, name="eval")
 
 
 _register()
