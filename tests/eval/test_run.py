@@ -1,0 +1,100 @@
+"""``cadenza eval`` end to end with a tiny debug generator: tables, reference rows, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_cases import fake_corpus
+
+from cadenza.checkpoint import save_model_folder
+from cadenza.cli import main
+from cadenza.config import load_config
+from cadenza.errors import CadenzaError
+from cadenza.eval import run as eval_run
+from cadenza.eval.cases import load_cases, make_corpus_cases, make_created_cases
+from cadenza.generators import build_generator
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    cfg = load_config("generator", "debug")
+    torch.manual_seed(0)
+    net = build_generator(cfg)
+    with torch.no_grad():  # an untrained net outputs exactly zero; give it some life
+        for conv in [*net.adapter.zero_skips, net.adapter.zero_mid, net.adapter.controls.zero_conv, net.base.decoder.conv_out]:
+            torch.nn.init.normal_(conv.weight, std=0.05)
+    folder = tmp_path_factory.mktemp("debug_model")
+    save_model_folder(folder, net.state_dict(), cfg)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def case_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cases")
+    corpus = fake_corpus(root / "corpus", n_test=2, seconds=2.0)
+    make_corpus_cases(corpus, root / "extracted", n=2, duration=2.0)
+    make_created_cases(root / "created", n=2, seed=0, duration=2.0)
+    return root / "extracted", root / "created"
+
+
+def test_eval_writes_tables_and_resumes(model_dir, case_sets, tmp_path, monkeypatch):
+    calls = []
+    real = eval_run.generate_batch
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eval_run, "generate_batch", counting)
+    out = tmp_path / "report"
+    argv = ["eval", *map(str, case_sets), "--model", str(model_dir), "--out", str(out), "--steps", "2", "--embedder", "mel-stats", "--threads", "1"]
+    assert main(argv) == 0
+    assert calls == [8, 8, 8, 8]  # one batch per case, all eight Table I subsets in it
+
+    data = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    table1 = {r["row"]: r for r in data["tables"]["I"]}
+    expected = ["none", "melody", "dynamics", "rhythm", "melody+dynamics", "melody+rhythm", "dynamics+rhythm", "melody+dynamics+rhythm"]
+    assert list(table1) == expected + ["reference", "reference → vocoder"]
+    for row in table1:
+        assert f"| {row} |" in report
+    assert set(data["tables"]) == {"I", "II", "III"} and [r["row"] for r in data["tables"]["II"]] == expected
+    assert "Table III" in report and data["tables"]["III"][0]["n_cases"] == 1
+    # the known answer: the reference audio against its own extracted controls
+    ref = table1["reference"]
+    assert ref["melody_accuracy_mean"] >= 0.95 and ref["dynamics_r_micro"] >= 0.95 and ref["n_cases"] == 2
+    assert ref["fad"] == pytest.approx(0.0, abs=1e-6) and table1["none"]["fad"] > 0
+    assert data["fad_embedder"] == "mel-stats" and data["model_id"].startswith("cadenza-generator") and data["seed"] == 0
+    assert data["config"]["steps"] == 2 and len(data["commit"]) >= 7
+    assert all(r["rows"]["none"]["clap"] is None or -1 <= r["rows"]["none"]["clap"] <= 1 for r in data["cases"])
+    # partial cases are scored inside the span only: fewer melody frames than the clip has
+    partial = next(c for c in data["cases"] if c["table"] == "III")
+    assert 0 < partial["rows"]["melody"]["scores"]["melody_frames"] < 0.75 * partial["rows"]["melody"]["scores"]["n_frames"]
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert len(figures) == 4 and all((out / "figures" / f).stat().st_size < 150_000 for f in figures)
+
+    calls.clear()
+    assert main(argv) == 0
+    assert calls == []  # every case came from the cache
+    again = json.loads((out / "results.json").read_text())
+    assert again["run"]["cases_from_cache"] == 4 and again["tables"] == data["tables"]
+
+
+def test_cache_is_keyed_by_settings(case_sets, tmp_path):
+    case = load_cases(case_sets[1])[0]
+    key_a = eval_run.settings_key({"steps": 2, "seed": 0})
+    result = {"settings_key": key_a, "cache_version": eval_run.CACHE_VERSION, "rows": {}}
+    (tmp_path / f"{case.id}.json").write_text(json.dumps(result))
+    assert eval_run.load_cached(tmp_path, case, key_a) == result
+    assert eval_run.load_cached(tmp_path, case, eval_run.settings_key({"steps": 3, "seed": 0})) is None
+
+
+def test_bad_arguments_are_clear_errors(model_dir, case_sets, tmp_path):
+    with pytest.raises(CadenzaError, match="unknown --subsets 'some'"):
+        eval_run.run_eval(case_sets[1], tmp_path / "r", model=model_dir, subsets="some")
+    with pytest.raises(CadenzaError, match="no cases.jsonl"):
+        eval_run.run_eval(tmp_path, tmp_path / "r", model=model_dir)
+    with pytest.raises(CadenzaError, match="appears in both"):
+        eval_run.run_eval([case_sets[1], case_sets[1]], tmp_path / "r", model=model_dir)
