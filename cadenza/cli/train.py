@@ -20,23 +20,24 @@ console = Console(stderr=True)
 
 EXAMPLES = """Examples:
 
+\b
   cadenza train generator debug --out runs/gen-debug
-
   cadenza train generator small train.max_steps=2000 data.batch_size=8 --out runs/gen --resume
-
-  cadenza train generator small --out runs/gen --devices 2 --strategy ddp --accelerator cpu
-
-  cadenza train generator small --launch gpu-1 --out runs/gen      (= --accelerator gpu --devices 1 --precision bf16-mixed)
-
+  cadenza train generator debug --out runs/ddp --devices 2 --strategy ddp --accelerator cpu
+  cadenza train generator small --out runs/gen --launch gpu-1
   cadenza train vocoder tiny data.source=synthetic --out runs/voc-smoke
 
-  # 2 nodes x 8 GPUs with torchrun (run on every node; NODE_RANK 0 and 1):
-  torchrun --nnodes 2 --nproc-per-node 8 --node-rank $NODE_RANK --master-addr $MASTER --master-port 29500 \\
-      -m cadenza.cli.train generator small --out runs/gen --accelerator gpu --devices 8 --num-nodes 2 --strategy ddp --precision bf16-mixed
+\b
+2 nodes x 8 GPUs with torchrun (on every node; NODE_RANK 0 and 1):
+  torchrun --nnodes 2 --nproc-per-node 8 --node-rank $NODE_RANK \\
+      --master-addr $MASTER --master-port 29500 \\
+      -m cadenza.cli.train generator small --out runs/gen --launch slurm-2x8
 
-  # the same under SLURM (sbatch --nodes 2 --ntasks-per-node 8 --gpus-per-node 8):
-  srun python -m cadenza.cli.train generator small --out runs/gen --accelerator gpu --devices 8 --num-nodes 2 --strategy ddp --precision bf16-mixed
+\b
+the same under SLURM (sbatch --nodes 2 --ntasks-per-node 8 --gpus-per-node 8):
+  srun python -m cadenza.cli.train generator small --out runs/gen --launch slurm-2x8
 
+Launch presets (cadenza/configs/launch): cpu-ddp-2, gpu-1, slurm-2x8; flags override them.
 See docs/training.md for configs, checkpoints, resume and logging.
 """
 
@@ -96,7 +97,6 @@ def _make_command(model: str):
         if folder is not None:
             console.print(f"model written to {folder}", highlight=False)
 
-    command.__doc__ = f"Train the {model} model. " + EXAMPLES.split("\n\n")[1].strip().replace("generator", model, 1)
     return command
 
 
@@ -104,7 +104,8 @@ def _register() -> None:
     from cadenza.train.tasks import TASKS
 
     for name, task in TASKS.items():
-        app.command(name, help=f"Train the {name} model ({(type(task).__doc__ or '').strip().splitlines()[0]})\n\n{EXAMPLES}")(_make_command(name))
+        summary = (type(task).__doc__ or "").strip().splitlines()[0].split(" (")[0]
+        app.command(name, help=f"Train the {name} model: {summary}.\n\n{EXAMPLES}")(_make_command(name))
 
 
 @app.command("list")
