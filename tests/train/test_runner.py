@@ -68,6 +68,18 @@ def test_every_task_builds_its_configs_and_trains_a_step(model, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 1 and all(v == v for v in log[-1].values())  # no NaN
     assert exported  # a model-folder config to ship
+    assert (tmp_path / "logs" / "version_0" / "metrics.csv").read_text().count("\n") >= 2  # header + a row
+
+
+def test_generator_samples_are_written_and_leave_training_unchanged(tmp_path):
+    task = get_task("generator")
+    runs = {}
+    for name, every in (("plain", 0), ("samples", 1)):
+        cfg = load_task_config(task, "debug", [*GEN, "train.max_steps=2", f"log.samples_every_steps={every}"])
+        runs[name] = _weights(fit(task, cfg, tmp_path / name))
+    assert sorted(p.name for p in (tmp_path / "samples" / "samples").iterdir()) == ["mel-step0000001.png", "mel-step0000002.png"]
+    assert not (tmp_path / "plain" / "samples").exists()
+    assert all(torch.equal(runs["plain"][k], runs["samples"][k]) for k in runs["plain"])
 
 
 def test_cli_list_help_and_errors(tmp_path):
