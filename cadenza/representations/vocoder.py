@@ -342,7 +342,10 @@ def resolve_vocoder_dir(name_or_path: str | os.PathLike = "default") -> Path:
 def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Vocoder:
     """Load a vocoder folder (model.safetensors + config.json) as an eval-mode :class:`Vocoder`."""
     folder = resolve_vocoder_dir(name_or_path)
-    hint = "run `python scripts/train_vocoder.py` to train one, or pass --griffin-lim" if str(name_or_path) == "default" else None
+    hint = (
+        "no vocoder is shipped in this build: train one with scripts/train_vocoder.py (docs/vocoder/README.md) and pass "
+        "its folder (--model DIR), or use --griffin-lim"
+    ) if str(name_or_path) in ("default", "shipped") else None
     try:
         state, config = load_model_folder(folder)
     except CadenzaError as err:

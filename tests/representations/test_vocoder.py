@@ -221,3 +221,12 @@ def test_cli_vocode_bad_input_is_one_line_error(tiny: Vocoder, tmp_path, capsys)
     assert cli_main(["vocode", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.wav"), "--model", str(tmp_path / "nope")]) == 2
     assert "no such model folder" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_missing_default_vocoder_points_to_training_and_griffin_lim(tmp_path, monkeypatch) -> None:
+    import cadenza.representations.vocoder as vocoder_module
+
+    monkeypatch.setattr(vocoder_module, "WEIGHTS_DIR", tmp_path / "absent")
+    with pytest.raises(CadenzaError) as err:
+        load_vocoder("default")
+    assert "no such model folder" in err.value.message and "--griffin-lim" in err.value.hint
