@@ -245,7 +245,13 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
     L.seed_everything(seed, verbose=False)
     module = task.build_module(config)
     if loaded is not None:
-        module.load_state_dict(loaded.model)
+        try:
+            module.load_state_dict(loaded.model)
+        except RuntimeError as exc:
+            raise CadenzaError(
+                f"{loaded.folder} does not fit the model this config builds ({str(exc).splitlines()[0]})",
+                "resume with the run's own config (OUT/config.json) and change only training settings",
+            ) from None
         set_step(module, loaded.progress.step)
     spec: DataSpec = task.train_data(config, module)
     if lc.get("compile"):

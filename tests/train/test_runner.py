@@ -145,3 +145,11 @@ def test_kill_during_checkpoint_write_then_resume_matches_uninterrupted_run(tmp_
     assert all(torch.equal(shipped[k], shipped_ref[k]) for k in shipped_ref)  # the exported model too
     with pytest.raises(CadenzaError, match="--resume"):
         fit(task, load_task_config(task, "debug", [*GEN, *steps]), run)
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    task = get_task("generator")
+    fit(task, load_task_config(task, "debug", [*GEN, "train.max_steps=1"]), tmp_path)
+    other = load_task_config(task, "debug", [*GEN, "train.max_steps=2", "model.emb_dim=32"])
+    with pytest.raises(CadenzaError, match="does not fit the model"):
+        fit(task, other, tmp_path, resume=True)
