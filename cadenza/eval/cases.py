@@ -213,7 +213,10 @@ def random_melody(rng: np.random.Generator, bpm: float, seconds: float) -> str:
     lengths = rng.choice([0.5, 1.0, 1.0, 1.5, 2.0], size=max(4, int(beats_needed * 2) + 4))
     lengths = lengths[: int(np.searchsorted(np.cumsum(lengths), beats_needed)) + 1]
     moves = rng.choice([-2, -1, -1, 1, 1, 2, 3, -3], size=lengths.size)
-    pos = np.clip(int(rng.integers(2, scale.size - 2)) + np.cumsum(moves), 0, scale.size - 1)
+    walk = int(rng.integers(2, scale.size - 2)) + np.cumsum(moves)
+    period = 2 * (scale.size - 1)  # reflect at the range's ends: clipping would park the tune on one note
+    pos = np.abs((walk + scale.size - 1) % period - (scale.size - 1))
+    pos = scale.size - 1 - pos if rng.random() < 0.5 else pos
     return " ".join(f"{NOTE_NAMES[p % 12]}{p // 12 - 1}:{b:g}" for p, b in zip(scale[pos], lengths))
 
 

@@ -103,7 +103,7 @@ def case_figure(given: ControlSet, achieved: ControlSet, logmel: np.ndarray, out
     ax_mel.set_yticks(range(12), PITCH_NAMES, fontsize=6)
     ax_mel.set_ylim(-0.7, 11.7)
     ax_mel.set_ylabel("melody")
-    ax_mel.legend(loc="upper right", fontsize=6, ncols=3, frameon=False)
+    ax_mel.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=6, ncols=3, frameon=False, borderaxespad=0)
 
     gm = given.dynamics_mask > 0
     ax_dyn.plot(t, np.where(gm, given.dynamics, np.nan), color="k", lw=1.6, label="given")
@@ -112,7 +112,7 @@ def case_figure(given: ControlSet, achieved: ControlSet, logmel: np.ndarray, out
     if vals.size:
         ax_dyn.set_ylim(vals.min() - 3, vals.max() + 3)
     ax_dyn.set_ylabel("dB")
-    ax_dyn.legend(loc="upper right", fontsize=6, ncols=2, frameon=False)
+    ax_dyn.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=6, ncols=2, frameon=False, borderaxespad=0)
 
     for beats, y0, y1, colour in ((given.beats, 0.5, 1.0, "k"), (achieved.beats, 0.0, 0.5, "tab:orange")):
         if len(beats):
