@@ -9,10 +9,13 @@ trained on the exact score beats of the rendered corpus (``cadenza.train.beats``
    onset cue madmom feeds its networks);
 2. network: a 1x1 projection, then residual blocks of non-causal dilated 1-D convolutions
    (dilations 1..2^k frames, so one output frame sees several bars either side: the context a
-   downbeat needs), then a 1x1 head with two sigmoid outputs per frame: beat and downbeat;
-3. post-filter: the beat period and phase from the best Pearson match between the beat
-   activation and a periodic pulse train (a clean activation matches its own period far
-   better than half or double of it), then Ellis' dynamic program on the activation to place each beat, allowing tempo drift;
+   downbeat needs), then a 1x1 head with two sigmoid outputs per frame: beat and downbeat.
+   With ``stride: 2`` the blocks run at half the frame rate (twice the channels for about the
+   same cost) and a full-rate skip path keeps onsets frame-exact;
+3. post-filter: the beat period from the best Pearson match between the beat activation and
+   a periodic pulse train (a clean activation matches its own period far better than half or
+   double of it; a weak log-normal tempo prior around the corpus's 88 BPM breaks near-ties),
+   then Ellis' dynamic program on the activation to place each beat, allowing tempo drift;
    finally the bar length (1-4 beats) and bar phase with the highest likelihood under the
    downbeat activation read at the beats.
 
@@ -62,6 +65,10 @@ DEFAULT_POSTFILTER: dict = {
     "tightness": 100.0,  # DP penalty on deviating from the period (as librosa / the DSP tracker)
     "min_activation": 0.25,  # no beats at all when the beat activation never reaches this
     "edge_fraction": 0.2,  # drop beats at the ends whose activation is under this x the median
+    "silence_db": 60.0,  # frames this far below the loudest are silent (no beats in leading / trailing silence)
+    "tail_silence_s": 0.1,  # a clip "ends in silence" when at least this much silence closes it
+    "release_s": 0.05,  # ... and then a beat needs this much sound after it
+    "downbeat_clip": 0.1,  # downbeat activations are read within [clip, 1 - clip]
     "meters": [4, 3, 2, 1],  # candidate beats per bar, preferred in this order on ties
     "meter_log_prior": [0.0, -0.5, -0.5, -2.0],  # a small preference for common bar lengths
 }
@@ -251,7 +258,8 @@ def choose_downbeats(down_at_beats: np.ndarray, cfg: dict | None = None) -> np.n
     flags = np.zeros(k)
     if k == 0:
         return flags
-    d = np.clip(down_at_beats.astype(np.float64), 1e-4, 1 - 1e-4)
+    eps = float(cfg["downbeat_clip"])  # no single over-confident beat may decide the bar alone
+    d = np.clip(down_at_beats.astype(np.float64), eps, 1 - eps)
     on, off = np.log(d), np.log1p(-d)
     best = (-np.inf, 1, 0)
     for meter, prior in zip(cfg["meters"], cfg["meter_log_prior"]):
@@ -264,8 +272,20 @@ def choose_downbeats(down_at_beats: np.ndarray, cfg: dict | None = None) -> np.n
     return flags
 
 
-def activations_to_beats(act: np.ndarray, cfg: dict | None = None) -> np.ndarray:
-    """(T, 2) beat/downbeat activations in [0, 1] → (K, 2) rows ``time_s, is_downbeat``."""
+def sounding_frames(logmel: Tensor | np.ndarray, silence_db: float = 60.0) -> np.ndarray:
+    """(T,) bool: frames whose mel energy is within ``silence_db`` of the clip's loudest frame."""
+    x = torch.as_tensor(logmel).double()
+    level = torch.logsumexp(2 * x, dim=0) * (10 / np.log(10))  # dB of the summed mel power
+    return (level > level.max() - silence_db).numpy()
+
+
+def activations_to_beats(act: np.ndarray, cfg: dict | None = None, sounding: np.ndarray | None = None) -> np.ndarray:
+    """(T, 2) beat/downbeat activations in [0, 1] → (K, 2) rows ``time_s, is_downbeat``.
+
+    ``sounding`` (T,) marks frames with sound (``sounding_frames``): when given, no beat is
+    placed before the first sound, nor, when the clip ends in silence, on the release of the
+    last sound (the network tends to carry the pulse on into a final rest).
+    """
     cfg = {**DEFAULT_POSTFILTER, **(cfg or {})}
     act = np.asarray(act, dtype=np.float64)
     if act.ndim != 2 or act.shape[1] != 2:
@@ -286,6 +306,12 @@ def activations_to_beats(act: np.ndarray, cfg: dict | None = None) -> np.ndarray
     if strong.size == 0:
         return np.zeros((0, 2))
     frames = frames[strong[0] : strong[-1] + 1]
+    if sounding is not None and np.any(sounding):
+        on = np.flatnonzero(sounding)
+        keep = frames >= on[0] - 1
+        if beat.size - 1 - on[-1] >= cfg["tail_silence_s"] * FRAME_RATE:  # the clip ends in silence
+            keep &= frames + cfg["release_s"] * FRAME_RATE <= on[-1]
+        frames = frames[keep]
     flags = choose_downbeats(_peak_near(down, frames), cfg)
     return np.stack([frames / FRAME_RATE, flags], axis=1).reshape(-1, 2)
 
@@ -338,26 +364,32 @@ class NeuralBeatTracker:
         out = torch.sigmoid(self.model(x)).transpose(1, 2).numpy().astype(np.float64)
         return out[0] if squeeze else out
 
-    def activations(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """(N,) mono waveform → (T, 2) beat/downbeat activations on the canonical frame grid."""
+    def _logmel(self, audio: np.ndarray, sample_rate: int) -> tuple[Tensor | None, int]:
+        """Canonical log-mel of a mono waveform (None when too short for one frame) and its frame count."""
         audio = check_waveform(audio, "audio")
         if audio.ndim != 1:
             raise CadenzaError(f"beat tracking needs a mono waveform, got shape {audio.shape}", "mix down with cadenza.audio.to_mono")
         audio = resample(audio, int(sample_rate), SAMPLE_RATE)
         n_frames = audio.size // self.mel.config.hop_length + 1
         if audio.size <= self.mel.config.n_fft // 2:  # too short for one spectrogram frame: nothing to hear
-            return np.zeros((n_frames, 2))
+            return None, n_frames
         with torch.inference_mode():
-            logmel = self.mel(torch.from_numpy(np.ascontiguousarray(audio)))
-        return self.activations_from_mel(logmel)
+            return self.mel(torch.from_numpy(np.ascontiguousarray(audio))), n_frames
+
+    def activations(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """(N,) mono waveform → (T, 2) beat/downbeat activations on the canonical frame grid."""
+        logmel, n_frames = self._logmel(audio, sample_rate)
+        return np.zeros((n_frames, 2)) if logmel is None else self.activations_from_mel(logmel)
 
     def track_mel(self, logmel: Tensor | np.ndarray) -> np.ndarray:
         """Beats from a precomputed canonical log-mel (n_mels, T) (the corpus feature cache)."""
-        return activations_to_beats(self.activations_from_mel(logmel), self.postfilter)
+        sounding = sounding_frames(logmel, self.postfilter["silence_db"])
+        return activations_to_beats(self.activations_from_mel(logmel), self.postfilter, sounding)
 
     def track(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """(N,) mono waveform → (K, 2) rows ``time_s, is_downbeat``, sorted by time."""
-        return activations_to_beats(self.activations(audio, sample_rate), self.postfilter)
+        logmel, _ = self._logmel(audio, sample_rate)
+        return np.zeros((0, 2)) if logmel is None else self.track_mel(logmel)
 
 
 def shipped_weights_available() -> bool:

@@ -10,7 +10,8 @@ What is set per control (see ``melody.py``, ``dynamics.py``, ``rhythm.py`` for t
   left free); ``melody_notes`` are runs of equal pitch class written in octave 4 (MIDI 60-71);
 - dynamics: dBFS on every frame, mask 1 everywhere; ``dynamics_points`` one row per frame;
 - rhythm: activations from ``beats_to_activations``, mask 1 everywhere (a beat-free passage
-  is a statement too); ``beats`` rows of ``time_s, is_downbeat``.
+  is a statement too); ``beats`` rows of ``time_s, is_downbeat``. The tracker is the trained
+  one when its weights ship (``rhythm_tracker="default"``), else the DSP one (``"dsp"``).
 
 Controls not asked for are left free (mask 0).
 """
@@ -49,7 +50,7 @@ def extract_controls_batch(
     batch: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
     controls: str | Sequence[str] = CONTROL_NAMES,
-    rhythm_tracker: str | RhythmTracker = "dsp",
+    rhythm_tracker: str | RhythmTracker = "default",
 ) -> list[ControlSet]:
     """(B, N) equal-length waveforms → one ``ControlSet`` per row.
 
@@ -131,7 +132,7 @@ def extract_controls(
     audio: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
     controls: str | Sequence[str] = CONTROL_NAMES,
-    rhythm_tracker: str | RhythmTracker = "dsp",
+    rhythm_tracker: str | RhythmTracker = "default",
 ) -> ControlSet:
     """One mono waveform (N,) → its ``ControlSet`` (resampled to 22.05 kHz first if needed)."""
     audio = check_waveform(audio, "audio")
@@ -146,7 +147,7 @@ def extract_controls(
 def extract_from_file(
     path: str | os.PathLike,
     controls: str | Sequence[str] = CONTROL_NAMES,
-    rhythm_tracker: str | RhythmTracker = "dsp",
+    rhythm_tracker: str | RhythmTracker = "default",
 ) -> ControlSet:
     """Load any supported audio file (mono, 22.05 kHz) and extract its controls."""
     return extract_controls(load_audio(path), SAMPLE_RATE, controls, rhythm_tracker)

@@ -1,8 +1,9 @@
 """Rhythm control: beat and downbeat times from audio, behind a small tracker interface.
 
-Music ControlNet used a trained RNN beat tracker. We have no trained weights, so the
-default tracker (``"dsp"``) is a signal-processing one that any trained tracker can replace
-through ``register_rhythm_tracker``:
+Music ControlNet used a trained RNN beat tracker. Cadenza's trained one (``"neural"``, a small
+TCN in ``beat_tracker.py``) is the default (``"default"``) when its shipped weights are
+present; the signal-processing tracker here (``"dsp"``) is the fallback, and any other tracker
+can be added through ``register_rhythm_tracker``:
 
 1. onset envelope: half-wave rectified spectral flux of a 64-band mel from the shared
    analysis STFT, compressed as ``log(1 + 100 * mel / max)`` rather than in dB: with the long
@@ -25,6 +26,7 @@ A tracker returns (K, 2) rows of ``time_s, is_downbeat``.
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from typing import Callable, Protocol, runtime_checkable
 
@@ -243,7 +245,23 @@ class DSPBeatTracker:
         return np.stack([frames / FRAME_RATE, downbeat_flags(frames, onset, lowflux)], axis=1).reshape(-1, 2)
 
 
-_TRACKERS: dict[str, Callable[[], RhythmTracker]] = {"dsp": DSPBeatTracker}
+def _neural_tracker() -> RhythmTracker:
+    """The trained TCN tracker from its shipped weights (``cadenza.controls.beat_tracker``)."""
+    from cadenza.controls.beat_tracker import load_beat_tracker  # deferred: it imports torch
+
+    return load_beat_tracker()
+
+
+def _default_tracker() -> RhythmTracker:
+    """The trained tracker when its shipped weights load, else the DSP tracker (with a warning)."""
+    try:
+        return _neural_tracker()
+    except CadenzaError as err:
+        warnings.warn(f"trained beat tracker unavailable ({err.message}); falling back to the 'dsp' tracker", RuntimeWarning, stacklevel=3)
+        return DSPBeatTracker()
+
+
+_TRACKERS: dict[str, Callable[[], RhythmTracker]] = {"dsp": DSPBeatTracker, "neural": _neural_tracker, "default": _default_tracker}
 
 
 def register_rhythm_tracker(name: str, factory: Callable[[], RhythmTracker]) -> None:
@@ -255,8 +273,12 @@ def rhythm_tracker_names() -> list[str]:
     return sorted(_TRACKERS)
 
 
-def get_rhythm_tracker(name: str | RhythmTracker = "dsp") -> RhythmTracker:
-    """A tracker instance by registered name (an instance passes through)."""
+def get_rhythm_tracker(name: str | RhythmTracker = "default") -> RhythmTracker:
+    """A tracker instance by registered name (an instance passes through).
+
+    ``"default"`` is the trained ``"neural"`` tracker when its shipped weights are present and
+    load, else ``"dsp"`` with a warning; ``"neural"`` asked for by name raises instead.
+    """
     if not isinstance(name, str):
         if isinstance(name, RhythmTracker):
             return name

@@ -224,7 +224,7 @@ def evaluate_tracker(tracker: NeuralBeatTracker, corpus: BeatCorpus) -> dict[str
     lengths = np.array([m.shape[-1] for m in corpus.mels])
     beat_f1 = np.zeros(len(corpus))
     down_f1 = np.zeros(len(corpus))
-    from cadenza.controls.beat_tracker import activations_to_beats
+    from cadenza.controls.beat_tracker import activations_to_beats, sounding_frames
 
     for length in np.unique(lengths):
         idx = np.flatnonzero(lengths == length)
@@ -232,7 +232,8 @@ def evaluate_tracker(tracker: NeuralBeatTracker, corpus: BeatCorpus) -> dict[str
             part = idx[k : k + 32]
             acts = tracker.activations_from_mel(torch.stack([corpus.mels[i].float() for i in part]))
             for i, act in zip(part, acts):
-                est = activations_to_beats(act, tracker.postfilter)
+                sounding = sounding_frames(corpus.mels[i].float(), tracker.postfilter["silence_db"])
+                est = activations_to_beats(act, tracker.postfilter, sounding)
                 ref = corpus.beats[i]
                 beat_f1[i] = f_measure(ref[:, 0], est[:, 0])
                 down_f1[i] = f_measure(ref[ref[:, 1] > 0.5, 0], est[est[:, 1] > 0.5, 0])

@@ -146,6 +146,21 @@ def test_post_filter_rejects_flat_and_bad_activations() -> None:
         activations_to_beats(np.zeros((300, 3)))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("frames", [1, 2, 37, 64])
+def test_network_keeps_the_frame_grid(stride: int, frames: int) -> None:
+    model = BeatTCN({"channels": 4, "kernel": 3, "dilations": [1, 2], "stride": stride}).eval()
+    assert model(torch.randn(2, 128, frames) - 5).shape == (2, 2, frames)
+    # non-causal but local: a change at the last frame does not reach beyond the receptive field
+    x = torch.randn(1, 128, 64) - 5
+    y = x.clone()
+    y[..., -1] += 3
+    moved = (model(x) - model(y)).abs().amax(dim=1)[0] > 1e-6
+    assert not moved[: 64 - model.receptive_field()].any()
+    with pytest.raises(CadenzaError, match="log-mel of shape"):
+        model(torch.zeros(1, 64, 10))
+
+
 # ---------------------------------------------------------------------------------------------- files and fallback
 def _tiny_tracker() -> NeuralBeatTracker:
     torch.manual_seed(0)
