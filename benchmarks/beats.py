@@ -111,6 +111,10 @@ def markdown(result: dict) -> str:
         f"(1-min load average {result['load_before']:.1f} before, {result['load_after']:.1f} after: times are noisy, "
         "the trackers run alternately on each clip so they see the same load).",
         "",
+        f"Neural model: `{cfg['model_config']}`, training step {cfg['train_step']}, chosen on the valid split "
+        "(best beat + downbeat F1 among the checkpoints evaluated during training); the test split was never used "
+        "for training or choosing.",
+        "",
         "Mean per-clip mir_eval F-measure (±70 ms) against the exact score beats; `ratio` = neural / dsp "
         "(for time: dsp time / neural time, so > 1 means the neural tracker is faster). librosa has no downbeats.",
         "",
