@@ -104,7 +104,10 @@ def main() -> None:
         "as the models hear them: 22.05 kHz mono, rendered from scores with a General MIDI SoundFont. Each plot shows "
         "the clip's log-mel and its **score-derived** controls (exact, not extracted from audio): melody (top voice, "
         "pitch class per frame), dynamics (dBFS) and rhythm (beat / downbeat activations; thin lines beats, thick "
-        "lines downbeats). The caption is the first of the clip's generated captions.\n\n"
+        "lines downbeats). The caption is the first of the clip's generated captions. The last line of each section "
+        "says how well the shipped beat tracker (`cadenza.controls.beat_tracker`) finds that clip's score beats from "
+        "the audio; compound meters without drums, like clip 6, are where it still fails (whole-split numbers: "
+        "`benchmarks/results/beats.md`).\n\n"
         "Regenerate with `python docs/listening/make_page.py` (needs the built corpus).\n\n"
     )
     atomic_write_text(HERE / "README.md", intro + "\n".join(sections))
