@@ -72,7 +72,7 @@ def run(
     cache: Path = typer.Option(None, "--cache", help="Where per-case audio and scores are cached (default: OUT/cache)."),
     embedder: str = typer.Option("default", "--embedder", help="FAD embedder: default, clap, mel-stats or none."),
     rhythm_tracker: str = typer.Option("dsp", "--rhythm-tracker", help="Beat tracker used to score outputs."),
-    max_figures: int = typer.Option(8, "--max-figures", help="Per-case figures to draw (first N cases)."),
+    max_figures: int = typer.Option(4, "--max-figures", help="Per-case figures to draw: the first N cases of each table."),
     threads: int = typer.Option(None, "--threads", help="Torch threads."),
 ) -> None:
     """Generate every case under every control subset, measure adherence, CLAP and FAD, write the report (resumable)."""

@@ -181,6 +181,21 @@ def run_case(
     return result, audio, given, extracted
 
 
+def draw_case_figure(case: Case, root: Path, result: dict, cache: Path, figures: Path, rhythm_tracker: str) -> Path:
+    """Figure of the case's output with the most controls: given vs achieved (re-extracted from the cached audio)."""
+    from cadenza.controls.extract import extract_controls
+    from cadenza.eval.tables import case_figure
+
+    rows = {k: r for k, r in result["rows"].items() if r.get("subset") is not None}
+    best = max(rows, key=lambda k: len(rows[k]["subset"]))
+    wave, _ = sf.read(cache / rows[best]["audio"], dtype="float32")
+    given = case.load_controls(root)
+    achieved = extract_controls(wave, SAMPLE_RATE, given.given(), rhythm_tracker)
+    with torch.inference_mode():
+        logmel = MelSpectrogram()(torch.from_numpy(wave)).numpy()
+    return case_figure(given, achieved, logmel, figures / f"{case.id}.png", f"{case.id} [{best}]: {case.prompt[:70]}")
+
+
 def load_cached(cache: Path, case: Case, key: str) -> dict | None:
     """The cached result of ``case`` if it was made with these settings and its audio is all there."""
     path, folder = _cache_paths(cache, case)
@@ -267,12 +282,12 @@ def run_eval(
     cache: str | os.PathLike | None = None,
     embedder: str = "default",
     rhythm_tracker: str = "dsp",
-    max_figures: int = 8,
+    max_figures: int = 4,
     progress: bool = True,
     threads: int | None = None,
 ) -> dict:
     """The whole evaluation: returns the results dict also written to ``out/results.json``."""
-    from cadenza.eval.tables import case_figure, report_markdown
+    from cadenza.eval.tables import report_markdown
     from cadenza.pipeline import Cadenza
 
     roots = [Path(cases_dir)] if isinstance(cases_dir, (str, os.PathLike)) else [Path(p) for p in cases_dir]
@@ -308,7 +323,7 @@ def run_eval(
     figures = out / "figures"
     clap = None
     t_start = time.perf_counter()
-    results, n_generated, n_figures = [], 0, 0
+    results, n_generated, n_figures = [], 0, {}
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -320,21 +335,19 @@ def run_eval(
             cached = load_cached(cache, case, key)
             if cached is None:
                 clap = clap or _Clap()
-                result, audio, given, extracted = run_case(gen, case, root_of[case.id], chosen, settings, clap, rhythm_tracker)
+                result, audio, _, _ = run_case(gen, case, root_of[case.id], chosen, settings, clap, rhythm_tracker)
                 for row, wave in audio.items():
                     _write_flac(cache / result["rows"][row]["audio"], wave)
-                if n_figures < max_figures:
-                    best = max((r for r in result["rows"] if r not in (REFERENCE_ROW, VOCODER_ROW)), key=lambda r: len(result["rows"][r]["subset"]))
-                    with torch.inference_mode():
-                        logmel = MelSpectrogram()(torch.from_numpy(audio[best])).numpy()
-                    case_figure(given, extracted[best], logmel, figures / f"{case.id}.png", f"{case.id} [{best}]: {case.prompt[:70]}")
-                    n_figures += 1
                 write_json_atomic(_cache_paths(cache, case)[0], to_jsonable(result))
                 result = json.loads(_cache_paths(cache, case)[0].read_text())
                 n_generated += 1
             else:
                 result = cached
-                n_figures += int((figures / f"{case.id}.png").is_file())
+            table = result["table"]
+            if n_figures.get(table, 0) < max_figures:
+                if not (figures / f"{case.id}.png").is_file():
+                    draw_case_figure(case, root_of[case.id], result, cache, figures, rhythm_tracker)
+                n_figures[table] = n_figures.get(table, 0) + 1
             results.append(result)
             bar.advance(task)
 
