@@ -55,6 +55,9 @@ def _register() -> None:
 
     app.add_typer(data_cli.app, name="data")
     generate.register(app)
+    from cadenza.cli import train as train_cli
+
+    app.add_typer(train_cli.app, name="train")
     app.command("vocode")(vocode.vocode)
     from cadenza.cli import serve as serve_cli
 

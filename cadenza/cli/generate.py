@@ -1,4 +1,4 @@
-"""``cadenza generate`` (text + controls → audio) and ``cadenza train generator``."""
+"""``cadenza generate``: text + controls → audio (training lives in ``cadenza/cli/train.py``)."""
 
 from __future__ import annotations
 
@@ -93,26 +93,6 @@ def generate_command(
     )
 
 
-train_app = typer.Typer(help="Train Cadenza models from a config (JSON name or path) with key=value overrides.", no_args_is_help=True)
-
-
-@train_app.command("generator")
-def train_generator_command(
-    config: str = typer.Argument(..., help="Config name (debug, small) or a .json path."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=2000 data.batch_size=8."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoint/, model/ (the exported model), train_log.jsonl."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-) -> None:
-    """Train the generator (diffusion UNet + ControlNet adapter); the model lands in OUT/model."""
-    from cadenza.config import load_config
-    from cadenza.train.generator import train_generator
-
-    cfg = load_config("generator", config, overrides)
-    folder = train_generator(cfg, out, resume=resume)
-    console.print(f"model written to {folder}", highlight=False)
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``generate`` and the ``train`` group to the root app."""
+    """Add ``generate`` to the root app (``cadenza train`` lives in ``cadenza/cli/train.py``)."""
     app.command("generate", help=GENERATE_HELP)(generate_command)
-    app.add_typer(train_app, name="train")
