@@ -32,6 +32,15 @@ from cadenza.train.beats import BeatBatches, BeatModule, beat_loss, f_measure, s
 SR = SAMPLE_RATE
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small convolutions: one thread is fastest, and two spin-wait badly on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def click_track(bpm: float = 120.0, meter: int = 4, bars: int = 3, lead: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clicks with louder, higher downbeats; returns audio, beat times, downbeat times."""
     period = 60.0 / bpm
