@@ -62,7 +62,7 @@ def extract(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .npz (default: AUDIO's name + .controls.npz)."),
     csv: Path | None = typer.Option(None, "--csv", help="Also write the controls as CSV files into this folder."),
     use: str = typer.Option(",".join(CONTROL_NAMES), "--use", help="Comma-separated controls to extract."),
-    tracker: str = typer.Option("dsp", "--tracker", help="Rhythm tracker (registered name)."),
+    tracker: str = typer.Option("default", "--tracker", help="Rhythm tracker: default (the trained one, DSP fallback), neural or dsp."),
 ) -> None:
     from cadenza.controls.extract import extract_from_file, parse_control_names
 

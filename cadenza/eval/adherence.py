@@ -207,7 +207,7 @@ def score_clip(
     given: ControlSet,
     audio: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
-    rhythm_tracker: str = "dsp",
+    rhythm_tracker: str = "default",
 ) -> dict[str, float]:
     """Extract the given controls from ``audio`` and score them (the one call for one clip)."""
     from cadenza.controls.extract import extract_controls  # deferred: the extractor pulls in the beat tracker
@@ -274,7 +274,7 @@ def score_clips(
     givens: Sequence[ControlSet],
     audios: Sequence[np.ndarray],
     sample_rate: int = SAMPLE_RATE,
-    rhythm_tracker: str = "dsp",
+    rhythm_tracker: str = "default",
     batch_size: int = 16,
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Score many (controls, audio) pairs; returns the per-clip dicts and their aggregate.
