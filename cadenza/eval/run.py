@@ -356,8 +356,9 @@ def run_eval(
         "config": {**settings, "cases": [str(r) for r in roots], "n_cases": len(cases), "limit": limit, "embedder": embedder,
                    "duration_s": sorted({c.duration for c in cases})},
         "model_id": gen.model_id, "commit": git_commit(), "seed": int(seed),
-        "clap_model": clap.name if clap is not None else ("clap" if _clap_available() else None),
+        "clap_model": (clap or _Clap()).name,
         "run": {"cases_generated": n_generated, "cases_from_cache": len(cases) - n_generated, "wall_s": round(time.perf_counter() - t_start, 1),
+                "generate_s_all_cases": round(sum(r.get("generate_s", 0.0) for r in results), 1),
                 "torch_threads": torch.get_num_threads()},
         **summary,
         "cases": results,
@@ -366,10 +367,3 @@ def run_eval(
     write_json_atomic(out / "results.json", to_jsonable(data))
     atomic_write_text(out / "report.md", report_markdown(to_jsonable(data), figures_dir=figures, out=out))
     return data
-
-
-def _clap_available() -> bool:
-    from cadenza.eval.clap import shipped_weights_available
-
-    return shipped_weights_available()
-

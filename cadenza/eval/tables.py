@@ -56,7 +56,7 @@ def report_markdown(data: dict[str, Any], figures_dir: Path | None = None, out: 
         f"- CLAP text score: `{data.get('clap_model') or 'n/a (no CLAP weights)'}`; FAD embedder: `{data.get('fad_embedder') or 'n/a'}` "
         f"against {data.get('n_reference_clips', 0)} reference clips",
         f"- commit `{data['commit'][:12]}`; {data['run']['cases_generated']} cases generated, {data['run']['cases_from_cache']} from cache, "
-        f"{data['run']['wall_s']:g} s wall",
+        f"{data['run']['wall_s']:g} s wall this run; sampling took {data['run'].get('generate_s_all_cases', 0):g} s over all cases",
         "",
         "Every row is scored against **all** of a case's controls inside their masks, so `none` (text only) is the floor, "
         "`reference` (the clip itself, re-extracted) the ceiling of the metric, and `reference → vocoder` what the mel + vocoder "
