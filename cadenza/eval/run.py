@@ -45,7 +45,7 @@ SUBSETS_ALL: tuple[tuple[str, ...], ...] = ((),) + tuple(c for k in (1, 2, 3) fo
 SUBSETS_PAPER: tuple[tuple[str, ...], ...] = ((), ("melody",), ("dynamics",), ("rhythm",), CONTROL_NAMES)
 REFERENCE_ROW = "reference"
 VOCODER_ROW = "reference → vocoder"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows vocoded one by one (equal to Cadenza.generate)
 TABLES = (
     ("I", "Table I: extracted controls (held-out clips)"),
     ("II", "Table II: created controls"),
@@ -94,13 +94,17 @@ def generate_batch(gen: Any, prompt: str, controls: list[ControlSet], duration: 
     """One batch of outputs for one prompt under several control sets (same seed each): (B, samples).
 
     ``Cadenza.generate`` batches only over seeds, so this goes one level down to its sampler,
-    which takes a list of control sets of equal length; outputs are vocoded as one batch too.
+    which takes a list of control sets of equal length. Each row equals ``generate`` for its
+    controls (tested), only the diffusion steps are shared.
     """
     steps, cfg, sampler = gen._check_args(steps, cfg, None)
     n_frames = frames_for_duration(duration)
     fitted = [cs.fit_length(n_frames) for cs in controls]
     mel = gen._sample_mel([prompt], fitted, n_frames, [seed] * len(fitted), steps, cfg, sampler)
-    return gen._render(mel, int(round(duration * SAMPLE_RATE)))
+    n_samples = int(round(duration * SAMPLE_RATE))
+    # vocode row by row: Griffin-Lim's random initial phase depends on the batch shape, and
+    # each row should be exactly what ``Cadenza.generate`` returns for its controls
+    return np.concatenate([gen._render(mel[i : i + 1], n_samples) for i in range(mel.shape[0])])
 
 
 def vocoder_round_trip(gen: Any, audio: np.ndarray) -> np.ndarray:

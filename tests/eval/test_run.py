@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from test_cases import fake_corpus
@@ -98,3 +99,16 @@ def test_bad_arguments_are_clear_errors(model_dir, case_sets, tmp_path):
         eval_run.run_eval(tmp_path, tmp_path / "r", model=model_dir)
     with pytest.raises(CadenzaError, match="appears in both"):
         eval_run.run_eval([case_sets[1], case_sets[1]], tmp_path / "r", model=model_dir)
+
+
+def test_batched_rows_equal_single_generate(model_dir, case_sets):
+    from cadenza import Cadenza
+
+    gen = Cadenza.load(model_dir)
+    case = load_cases(case_sets[0])[0]
+    given = case.load_controls(case_sets[0])
+    batch = eval_run.generate_batch(gen, case.prompt, [given.select(()), given], case.duration, 7, 2, None)
+    for row, cs in zip(batch, (given.select(()), given)):
+        single, _ = gen.generate(case.prompt, controls=cs, duration=case.duration, seed=7, steps=2)
+        np.testing.assert_allclose(row, single, atol=1e-3)
+    assert np.abs(batch[0] - batch[1]).max() > 1e-2  # the controls do change the output
