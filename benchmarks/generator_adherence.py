@@ -57,7 +57,7 @@ def partial(cs, start_s: float, end_s: float):
 
 
 def score(gen, prompt: str, cs, target, seed: int, steps: int | None) -> dict:
-    from cadenza.generators.adherence import control_adherence
+    from cadenza.eval.adherence import control_adherence
 
     wave, sr = gen.generate(prompt, controls=cs, seed=seed, steps=steps)
     return control_adherence(target, gen.extract_controls(wave, sr))

@@ -203,6 +203,26 @@ def compare_controls(given: ControlSet, generated: ControlSet) -> dict[str, floa
     return out
 
 
+HEADLINE = {"melody_acc": "melody_accuracy", "dynamics_r": "dynamics_r", "beat_f1": "beat_f1", "downbeat_f1": "downbeat_f1"}
+_HEADLINE_CONTROL = {"melody_acc": "melody", "dynamics_r": "dynamics", "beat_f1": "rhythm", "downbeat_f1": "rhythm"}
+
+
+def control_adherence(given: ControlSet, generated: ControlSet) -> dict[str, float | None]:
+    """The four headline numbers of ``compare_controls`` for one clip, ``None`` where undefined.
+
+    The short form that the studio's title line and the quick generator benchmark show: a metric
+    whose control was not given, or that is undefined for this clip (NaN), is ``None``.
+    ``generated`` is fitted to the given length first (extraction can differ by a frame).
+    """
+    scores = compare_controls(given, generated.fit_length(given.n_frames))
+    names = set(given.given())
+    out: dict[str, float | None] = {}
+    for short, key in HEADLINE.items():
+        value = scores[key]
+        out[short] = float(value) if _HEADLINE_CONTROL[short] in names and math.isfinite(value) else None
+    return out
+
+
 def score_clip(
     given: ControlSet,
     audio: np.ndarray,

@@ -19,6 +19,7 @@ from cadenza.eval.adherence import (
     aggregate_scores,
     beat_times_from_activation,
     compare_controls,
+    control_adherence,
     dynamics_correlation,
     melody_accuracy,
     score_clip,
@@ -174,6 +175,16 @@ def test_no_rhythm_given_means_undefined_not_zero(tune) -> None:
     assert math.isnan(s["beat_f1"]) and math.isnan(s["dynamics_r"]) and s["melody_accuracy"] >= 0.95
     agg = aggregate_scores([s])
     assert agg["beat_f1_nan"] == 1 and math.isnan(agg["beat_f1_mean"])
+
+
+def test_headline_summary_is_none_where_a_control_was_not_given(tune) -> None:
+    _, full = tune
+    s = control_adherence(full.select(["melody", "rhythm"]), full.fit_length(full.n_frames + 1))
+    assert set(s) == {"melody_acc", "dynamics_r", "beat_f1", "downbeat_f1"}
+    assert s["dynamics_r"] is None
+    assert s["melody_acc"] >= 0.95 and s["beat_f1"] >= 0.95
+    shifted = replace(full, melody=np.roll(full.melody, 3, axis=1))
+    assert control_adherence(full.select(["melody"]), shifted)["melody_acc"] < 0.1
 
 
 def test_bad_inputs_raise_cadenza_error(tune) -> None:
