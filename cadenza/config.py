@@ -11,11 +11,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_write_text
 
 CONFIG_ROOT = Path(__file__).parent / "configs"
 
@@ -77,15 +77,4 @@ def load_config(kind: str, name_or_path: str | os.PathLike, overrides: list[str]
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write JSON via a temp file and ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

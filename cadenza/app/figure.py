@@ -10,7 +10,6 @@ state, safe in worker threads), atomic save.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from matplotlib.lines import Line2D
 from cadenza.audio.format import FRAME_RATE
 from cadenza.controls.base import ControlSet
 from cadenza.controls.plot import FREE_COLOUR, PITCH_NAMES, free_spans
+from cadenza.fsutil import atomic_path
 
 ASKED, HEARD = "tab:blue", "tab:orange"
 
@@ -84,13 +84,6 @@ def plot_overlay(
     handles = [Line2D([], [], color=ASKED, lw=2, label="asked"), Line2D([], [], color=HEARD, lw=2, ls="--", label="heard in the output")]
     ax_mel.legend(handles=handles, loc="upper right", fontsize=7, ncols=2, frameon=False)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".png", dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out_path

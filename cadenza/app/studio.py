@@ -12,10 +12,8 @@ stored generation with its stored inputs and seed.
 from __future__ import annotations
 
 import logging
-import os
 import queue as queue_mod
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -36,6 +34,7 @@ from cadenza.app.validation import (
     parse_form,
 )
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_path
 from cadenza.history import Generation, History, check_id, new_id
 
 log = logging.getLogger("cadenza.app")
@@ -53,16 +52,10 @@ MEDIA_TYPES = {"audio": "audio/wav", "plot": "image/png", "controls_zip": "appli
 
 def _write_zip(path: Path, members: dict[str, Path]) -> Path:
     """A zip of ``members`` (name inside → file), written atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for arcname, src in members.items():
                 zf.write(src, arcname)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -9,7 +9,6 @@ folder, then ``os.replace``, so an interrupted write never leaves a half-written
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import soxr
 
 from cadenza.audio.format import SAMPLE_RATE
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_path
 
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 _SUBTYPES = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": "VORBIS", ".mp3": "MPEG_LAYER_III"}
@@ -99,17 +99,10 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SA
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise CadenzaError(f"{path}: cannot write format '{ext or '(none)'}'", f"use one of {', '.join(SUPPORTED_EXTENSIONS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = np.clip(audio, -1.0, 1.0)
     data = data if data.ndim == 1 else data.T
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ext}", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=f".tmp{ext}") as tmp:  # soundfile picks the container from the name
         sf.write(tmp, data, sample_rate, subtype=_SUBTYPES[ext])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from cadenza.audio.format import FRAME_RATE
 from cadenza.errors import CadenzaError
+from cadenza import fsutil
 
 FORMAT_VERSION = 1
 TIME_DECIMALS = 6  # microseconds: finer than a frame (11.6 ms) by four orders of magnitude
@@ -50,16 +50,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     if path.exists() and path.is_dir():
         raise CadenzaError(f"{path}: is a folder", "give a file name ending in .csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return fsutil.atomic_write_text(path, text)
 
 
 def write_table(path: str | os.PathLike, header: tuple[str, ...], rows: list[list[str]]) -> Path:

@@ -19,7 +19,6 @@ exactly and evaluation can use beat times: ``melody_notes`` (K, 3) rows of
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from cadenza.audio.format import FRAME_RATE, time_to_frame
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_path
 
 CONTROL_NAMES = ("melody", "dynamics", "rhythm")
 DB_FLOOR = -100.0
@@ -213,19 +213,12 @@ class ControlSet:
     def save(self, path: str | os.PathLike) -> Path:
         """Write an ``.npz`` atomically (no pickles inside)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".tmp.npz") as tmp:  # numpy would append .npz to any other name
             np.savez_compressed(
                 tmp, format_version=np.int64(NPZ_FORMAT_VERSION), n_frames=np.int64(self.n_frames),
                 melody_notes=self.melody_notes, dynamics_points=self.dynamics_points, beats=self.beats,
                 **self.as_arrays(),
             )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @classmethod

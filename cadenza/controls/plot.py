@@ -10,7 +10,6 @@ matplotlib's Agg canvas directly (no pyplot state), and saves atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 from cadenza.audio.format import FRAME_RATE
 from cadenza.controls.base import DB_FLOOR, ControlSet
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_path
 
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -122,15 +122,8 @@ def plot_controls(
 
 
 def _save_atomic(fig: Figure, out_path: Path) -> Path:
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=out_path.suffix, dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_path, suffix=out_path.suffix) as tmp:
         fig.savefig(tmp, format=out_path.suffix.lstrip(".").lower().replace("jpg", "jpeg"))
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out_path
 
 

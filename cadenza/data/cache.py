@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from cadenza.audio.mel import MelConfig, MelSpectrogram
 from cadenza.controls.base import ControlSet
 from cadenza.data.manifest import MANIFEST_NAME, SPLITS, atomic_write_json, read_manifest
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_path
 
 CACHE_FORMAT = 1
 CONTROL_SOURCES = ("score", "extracted")
@@ -55,14 +55,8 @@ def _controls_path(row: dict, controls: str) -> str:
 def _save_safetensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
     from safetensors.numpy import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata={"format": str(CACHE_FORMAT)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _shard_arrays(folder: Path, rows: list[dict], controls: str, mel: MelSpectrogram, batch_size: int) -> dict[str, np.ndarray]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cadenza.audio.format import num_frames
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_write_text  # re-exported: the data modules import it from here
 
 MANIFEST_NAME = "manifest.jsonl"
 SPLITS = ("train", "valid", "test")
@@ -32,21 +32,6 @@ REQUIRED_FIELDS = (
     "id", "path", "duration", "n_samples", "n_frames", "caption", "captions", "tags", "source", "work", "split",
     "bpm", "meter", "key", "programs", "controls",
 )
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
