@@ -22,6 +22,7 @@ The effective batch is per-device batch × world size; it is written to ``OUT/ru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -122,7 +123,7 @@ def _parse_devices(value: Any) -> Any:
     return value
 
 
-def _strategy(lc: dict) -> Any:
+def _strategy(lc: dict, task: Task) -> Any:
     name = str(lc.get("strategy", "auto"))
     if name not in STRATEGIES:
         raise CadenzaError(f"launch.strategy '{name}' is not supported", f"choose one of {', '.join(STRATEGIES)}")
@@ -131,7 +132,47 @@ def _strategy(lc: dict) -> Any:
 
         # gloo on CPU, nccl on GPU: Fabric picks the backend from the accelerator
         return DDPStrategy(start_method="spawn" if name == "ddp_spawn" else "popen", find_unused_parameters=bool(lc.get("find_unused_parameters", True)))
+    if name == "fsdp":
+        from lightning.fabric.strategies import ModelParallelStrategy
+
+        # FSDP2 (torch's fully_shard) through Lightning's ModelParallelStrategy: unlike Fabric's
+        # FSDPStrategy (FSDP1, which Fabric refuses off GPU) it runs on CPU over gloo as well
+        return ModelParallelStrategy(functools.partial(shard_children, methods=task.fsdp_methods), data_parallel_size=_world(lc), tensor_parallel_size=1)
     return name
+
+
+def _world(lc: dict) -> int:
+    """Processes in the run, known before Fabric starts them (FSDP2's mesh needs it up front)."""
+    devices = lc.get("devices", 1)
+    if isinstance(devices, (list, tuple)):
+        per_node = len(devices)
+    elif isinstance(devices, int) and devices > 0:
+        per_node = devices
+    else:  # "auto" / -1: every visible GPU
+        per_node = max(torch.cuda.device_count(), 1) if lc.get("accelerator") != "cpu" else 1
+    return per_node * int(lc.get("num_nodes", 1))
+
+
+def shard_children(module: torch.nn.Module, mesh: Any, methods: dict[str, tuple[str, ...]] | None = None) -> torch.nn.Module:
+    """FSDP2: shard every direct child of the task's module that holds parameters, data-parallel only.
+
+    The runner calls ``training_step``, not ``forward``, so the module itself is never sharded as a
+    root; each child (the generator's net and its EMA copy) is its own FSDP2 unit, gathered in its
+    own ``forward`` and sharded along dim 0 over the data-parallel ranks. ``methods`` names a
+    child's other methods that read its parameters (the task's ``fsdp_methods``, e.g. the
+    generator's ``net.drop_text``); they gather like ``forward`` does. A child whose forward is never
+    called (an EMA) stays sharded, and element-wise updates between equally sharded children
+    (``torch._foreach_*`` on DTensors) work shard by shard.
+    """
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+    dp = mesh["data_parallel"]
+    for name, child in module.named_children():
+        if any(True for _ in child.parameters()):
+            fully_shard(child, mesh=dp)
+            for method in (methods or {}).get(name, ()):
+                register_fsdp_forward_method(child, method)
+    return module
 
 
 def _check_launch(lc: dict) -> None:
@@ -219,10 +260,15 @@ def fit(
     out = Path(out)
     if not resume and CheckpointManager(out).folders():
         raise CadenzaError(f"{out} already holds a training run", "pass --resume to continue it, or choose a new --out folder")
+    if lc["strategy"] == "fsdp" and task.manual_grad_sync:
+        raise CadenzaError(f"--strategy fsdp does not support the {task.name}'s multi-backward step", "use --strategy ddp")
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # FSDP2 warns on every step that the net returns a view; the losses never modify it in place
+    # (an FSDP run equals a DDP run bit for bit: tests/train/test_runner.py)
+    warnings.filterwarnings("ignore", message=".*returned a view tensor.*")
     fabric = L.Fabric(
-        accelerator=lc["accelerator"], devices=lc["devices"], num_nodes=int(lc["num_nodes"]), strategy=_strategy(lc),
+        accelerator=lc["accelerator"], devices=lc["devices"], num_nodes=int(lc["num_nodes"]), strategy=_strategy(lc, task),
         precision=lc["precision"], loggers=_loggers(out),
     )
     return fabric.launch(_run, task, config, out, resume)
@@ -258,7 +304,7 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
         for child in module.children():  # in place: state-dict keys stay the same
             if any(True for _ in child.parameters()):
                 child.compile()
-    fsdp = "fsdp" in type(fabric.strategy).__name__.lower()
+    fsdp = str(lc["strategy"]) == "fsdp"
     fmodule = fabric.setup_module(module)
     opts, scheds = task.optimizers(module, config)
     if loaded is not None:
@@ -380,11 +426,11 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
     state = _full_state(fmodule, module, fsdp)
     (out / "ranks").mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "ranks" / f"rank{rank}.json", {
-        "rank": rank, "world_size": world, "step": progress.step, "digest": weights_digest(state), "first_epoch_batches": seen,
+        "rank": rank, "world_size": world, "step": progress.step, "digest": weights_digest(state) if state else None, "first_epoch_batches": seen,
     })
     model_dir = out / "model"
     if rank == 0:
-        weights, model_cfg = task.export(module, config, progress)
+        weights, model_cfg = task.export(_plain(task, config, module, state) if fsdp else module, config, progress)
         save_model_folder(model_dir, weights, model_cfg)
     fabric.barrier()
     for logger in fabric.loggers:
@@ -417,12 +463,20 @@ def _log(fabric: L.Fabric, out: Path, progress: Progress, recent: dict[str, list
 
 
 def _full_state(fmodule: Any, module: torch.nn.Module, fsdp: bool) -> dict[str, torch.Tensor]:
-    """The whole module state dict on every rank (gathered from the shards under FSDP)."""
+    """The whole module state dict (under FSDP gathered from the shards onto rank 0's CPU; other ranks get {})."""
     if fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(fmodule._forward_module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return module.state_dict()
+
+
+def _plain(task: Task, config: dict, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An unsharded copy of the module holding the gathered ``state`` (what the task exports under FSDP)."""
+    plain = task.build_module(config)
+    plain.load_state_dict(state)
+    set_step(plain, getattr(module, "step_count", 0))
+    return plain
 
 
 def _load_optim_states(module: torch.nn.Module, fmodule: Any, opts: list, scheds: list, loaded: Any, fsdp: bool) -> None:

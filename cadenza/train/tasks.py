@@ -56,6 +56,7 @@ class Task:
     config_kind = "task"
     track = "loss"  # the log key whose mean picks the best checkpoint
     manual_grad_sync = False  # True: the step does several backward passes; grads are all-reduced before each optimizer step
+    fsdp_methods: dict[str, tuple[str, ...]] = {}  # child -> methods besides forward that use its weights (gathered under FSDP)
     defaults: dict = {}
 
     def build_module(self, config: dict) -> torch.nn.Module:
@@ -137,6 +138,7 @@ class GeneratorTask(Task):
 
     name, config_kind = "generator", "generator"
     defaults = {"data": {"source": "corpus", "synthetic_clips": 64}}
+    fsdp_methods = {"net": ("drop_text",)}  # prepare_batch swaps in the learned null prompt outside net.forward
 
     def build_module(self, config: dict) -> torch.nn.Module:
         from cadenza.train.generator import GeneratorModule

@@ -153,3 +153,39 @@ def test_resume_with_another_model_is_refused(tmp_path):
     other = load_task_config(task, "debug", [*GEN, "train.max_steps=2", "model.emb_dim=32"])
     with pytest.raises(CadenzaError, match="does not fit the model"):
         fit(task, other, tmp_path, resume=True)
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_checkpoints_full_weights_and_resumes_like_ddp(tmp_path):
+    """FSDP2 over gloo: 2 steps, a checkpoint that loads into a plain model, a resume to 3 steps equal to DDP's."""
+    from cadenza.generators import load_generator
+    from cadenza.train.generator import GeneratorModule
+
+    two = ["data.synthetic_clips=16", "checkpoint.every_steps=1", "--devices", "2", "--accelerator", "cpu"]
+    runs = {
+        "fsdp": [["train.max_steps=2", *two, "--strategy", "fsdp"], ["train.max_steps=3", *two, "--strategy", "fsdp", "--resume"]],
+        "ddp": [["train.max_steps=3", *two, "--strategy", "ddp"]],
+    }
+    for name, launches in runs.items():
+        for args in launches:
+            proc = _cli(tmp_path / name, *args)
+            output, _ = proc.communicate(timeout=300)
+            assert proc.returncode == 0, output[-3000:]
+            if name == "fsdp" and "--resume" not in args:  # the gathered checkpoint fits a plain one-process model
+                cfg = json.loads((tmp_path / name / "config.json").read_text())
+                GeneratorModule(cfg).load_state_dict(_weights(tmp_path / name / "checkpoints" / "step-000000002"), strict=True)
+    fsdp, ddp = tmp_path / "fsdp", tmp_path / "ddp"
+    assert json.loads((fsdp / "run.json").read_text())["resumed_from"].endswith("step-000000002")
+    got, want = _weights(fsdp / "checkpoints" / "step-000000003"), _weights(ddp / "checkpoints" / "step-000000003")
+    assert got.keys() == want.keys()
+    for key in want:  # sharded gradients, optimizer states and the resume agree with DDP
+        assert torch.allclose(got[key], want[key], atol=1e-6), key
+    net, saved, _ = load_generator(fsdp / "model")
+    assert saved["trained"]["steps"] == 3 and sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_fsdp_is_refused_for_the_multi_backward_vocoder(tmp_path):
+    task = get_task("vocoder")
+    cfg = load_task_config(task, "tiny", ["data.source=synthetic", "train.max_steps=1"])
+    with pytest.raises(CadenzaError, match="fsdp"):
+        fit(task, cfg, tmp_path, strategy="fsdp", devices=2)
