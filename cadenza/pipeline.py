@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from cadenza.generators.model import load_generator, weights_digest
 MAX_DURATION_S = 600.0
 FADE_FRAMES = 6  # crossfade between given and generated audio (≈ 70 ms)
 ControlInput = Any  # ControlSet | np.ndarray | str | os.PathLike | None
+ProgressCallback = Callable[[int, int], None]  # (steps done, steps in total)
 
 
 @dataclass
@@ -181,6 +182,35 @@ def controls_summary(cs: ControlSet, sources: dict[str, str]) -> dict[str, dict]
     return summary
 
 
+def _windows_to_sample(known: np.ndarray, window: int, overlap: int) -> list[tuple[int, int]]:
+    """The [start, end) frame windows that long-form sampling visits, left to right.
+
+    Windows of ``window`` frames overlap by ``overlap``; one whose frames are all known already
+    (given audio, or earlier windows) is skipped. Planned before sampling so progress has a total.
+    """
+    have = np.asarray(known, dtype=bool).copy()
+    n_frames = len(have)
+    spans, start = [], 0
+    while True:
+        end = min(start + window, n_frames)
+        if end - start < 2:
+            break
+        if not have[start:end].all():
+            spans.append((start, end))
+            have[start:end] = True
+        if end == n_frames:
+            break
+        start = end - overlap
+    return spans
+
+
+def _window_progress(progress: ProgressCallback | None, window: int, n_windows: int) -> ProgressCallback | None:
+    """The sampler's per-window ``(step, n)`` callback, turned into steps over all windows."""
+    if progress is None:
+        return None
+    return lambda step, n: progress(window * n + step, n_windows * n)
+
+
 def blend_weights(known_frames: np.ndarray, n_samples: int, fade_frames: int = FADE_FRAMES) -> np.ndarray:
     """Per-sample weight of the given audio: 1 deep inside known frames, ramping to 0 at their edges."""
     from scipy.ndimage import distance_transform_edt
@@ -263,10 +293,12 @@ class Cadenza:
         sampler: str,
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
+        progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
         """Normalised mels (B, n_mels, T); windows of ``max_window_s`` joined by inpainting when longer.
 
         ``known`` is in normalised-mel units too; sampling itself runs on standardised mels.
+        ``progress(done, total)`` counts sampler steps over all windows that need sampling.
         """
         b = len(seeds)
         text = self.text_encoder.encode(prompts)
@@ -279,24 +311,18 @@ class Cadenza:
         n_mels = self.net.n_mels
         out = torch.zeros(b, n_mels, n_frames) if known is None else self.net.standardize(known).expand(b, -1, -1).clone()
         have = torch.zeros(b, n_frames) if known_mask is None else known_mask.expand(b, -1).clone().float()
-        start = 0
-        while True:
-            end = min(start + window, n_frames)
-            if end - start < 2:
-                break
+        spans = _windows_to_sample((have > 0).all(0).numpy(), window, overlap)
+        for i, (start, end) in enumerate(spans):
             sl = slice(start, end)
             k_mask = have[:, sl]
-            if not bool((k_mask > 0).all()):
-                x = sample(
-                    self.net, text, {k: v[:, sl] for k, v in ctrl.items()}, end - start, gens, steps=steps, cfg=cfg,
-                    sampler=sampler, diffusion=self.config.get("diffusion"),
-                    known=out[..., sl] if bool((k_mask > 0).any()) else None, known_mask=k_mask,
-                )
-                out[..., sl] = x
-                have[:, sl] = 1
-            if end == n_frames:
-                break
-            start = end - overlap
+            x = sample(
+                self.net, text, {k: v[:, sl] for k, v in ctrl.items()}, end - start, gens, steps=steps, cfg=cfg,
+                sampler=sampler, diffusion=self.config.get("diffusion"),
+                known=out[..., sl] if bool((k_mask > 0).any()) else None, known_mask=k_mask,
+                callback=_window_progress(progress, i, len(spans)),
+            )
+            out[..., sl] = x
+            have[:, sl] = 1
         return self.net.destandardize(out)
 
     def _render(self, mel: torch.Tensor, n_samples: int) -> np.ndarray:
@@ -334,12 +360,14 @@ class Cadenza:
         bpm: float | None = None,
         meter: str | int = 4,
         sampler: str | None = None,
+        progress: ProgressCallback | None = None,
     ) -> tuple[np.ndarray, int]:
         """Audio for ``prompt`` under the given controls: ``(waveform, sample_rate)``.
 
         ``seed`` may be a list: one output per seed, generated as one batch, returned as
         (n_seeds, samples). ``duration`` defaults to the ControlSet's length when one is
-        given, else the config's (6 s for the shipped model).
+        given, else the config's (6 s for the shipped model). ``progress(done, total)`` is
+        called after every sampler step (all windows of a long output counted together).
         """
         t0 = time.perf_counter()
         steps, cfg, sampler = self._check_args(steps, cfg, sampler)
@@ -350,7 +378,7 @@ class Cadenza:
         if not seeds:
             raise CadenzaError("no seeds given", "pass seed=0 or a list of seeds")
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, seeds, steps, cfg, sampler)
+        mel = self._sample_mel([prompt], cs, n_frames, seeds, steps, cfg, sampler, progress=progress)
         t2 = time.perf_counter()
         wave = self._render(mel, int(round(duration * SAMPLE_RATE)))
         t3 = time.perf_counter()
@@ -379,6 +407,7 @@ class Cadenza:
         bpm: float | None = None,
         meter: str | int = 4,
         sampler: str | None = None,
+        progress: ProgressCallback | None = None,
     ) -> tuple[np.ndarray, int]:
         """Extend ``audio``: the output starts with it and runs to ``duration`` seconds in total
         (default: the clip plus the config's duration). Controls cover the whole output."""
@@ -399,7 +428,7 @@ class Cadenza:
         known_mask = torch.zeros(1, n_frames)
         known_mask[:, :n_known] = 1
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, known, known_mask)
+        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, known, known_mask, progress)
         t2 = time.perf_counter()
         n_samples = int(round(duration * SAMPLE_RATE))
         wave = self._render(mel, n_samples)[0]
@@ -433,6 +462,7 @@ class Cadenza:
         bpm: float | None = None,
         meter: str | int = 4,
         sampler: str | None = None,
+        progress: ProgressCallback | None = None,
     ) -> tuple[np.ndarray, int]:
         """Regenerate seconds [start, end) of ``audio`` and keep the rest; same length as the input."""
         t0 = time.perf_counter()
@@ -447,7 +477,7 @@ class Cadenza:
         known_mask[:, f0 : min(f1, n_frames)] = 0
         cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, given[None], known_mask)
+        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, given[None], known_mask, progress)
         t2 = time.perf_counter()
         original = resample(check_waveform(audio).reshape(-1, np.shape(audio)[-1]).mean(0), sample_rate, SAMPLE_RATE)
         n_samples = len(original)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cadenza.audio import SUPPORTED_EXTENSIONS, MelSpectrogram, load_audio
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.cli.progress import QUIET_HELP, progress_bar
 from cadenza.errors import CadenzaError
 
 console = Console(stderr=True)
@@ -48,40 +49,68 @@ def _summary(cs: ControlSet) -> str:
 @app.command(
     "extract",
     help=(
-        "Extract melody, dynamics and rhythm controls from an audio file.\n\n"
+        "Extract melody, dynamics and rhythm controls from one or many audio files.\n\n"
         "Melody is the loudest pitch class above middle C per frame (silent frames left free), "
-        "dynamics the smoothed level in dBFS, rhythm the beats and downbeats of a DSP beat tracker.\n\n"
+        "dynamics the smoothed level in dBFS, rhythm the beats and downbeats of the trained beat tracker "
+        "(DSP fallback). With several files --out is a folder (NAME.npz each) and a progress bar is shown.\n\n"
         "Examples:\n\n"
         "  cadenza controls extract song.wav --out song.npz\n\n"
         "  cadenza controls extract song.wav --out song.npz --csv song_controls/   (also melody/dynamics/rhythm.csv)\n\n"
-        "  cadenza controls extract song.mp3 --out melody.npz --use melody"
+        "  cadenza controls extract song.mp3 --out melody.npz --use melody\n\n"
+        "  cadenza controls extract takes/*.wav --out controls/ --csv controls_csv/   (controls/NAME.npz, controls_csv/NAME/)"
     ),
 )
 def extract(
-    audio: Path = typer.Argument(..., help=f"Audio file ({', '.join(SUPPORTED_EXTENSIONS)}).", show_default=False),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output .npz (default: AUDIO's name + .controls.npz)."),
-    csv: Path | None = typer.Option(None, "--csv", help="Also write the controls as CSV files into this folder."),
+    audio: list[Path] = typer.Argument(..., help=f"Audio file(s) ({', '.join(SUPPORTED_EXTENSIONS)}).", show_default=False),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .npz for one file, a folder for several (default: beside each file, NAME.controls.npz)."),
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the controls as CSV files into this folder (one sub-folder per file when several)."),
     use: str = typer.Option(",".join(CONTROL_NAMES), "--use", help="Comma-separated controls to extract."),
     tracker: str = typer.Option("default", "--tracker", help="Rhythm tracker: default (the trained one, DSP fallback), neural or dsp."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     from cadenza.controls.extract import extract_from_file, parse_control_names
 
     names = parse_control_names(use)
-    out = out if out is not None else _default_out(audio, ".npz")
-    if out.suffix.lower() != ".npz":
-        raise CadenzaError(f"--out {out}: controls are written as .npz", f"use e.g. --out {out.with_suffix('.npz')}")
-    cs = extract_from_file(audio, controls=names, rhythm_tracker=tracker)
-    written = [cs.save(out)]
-    if csv is not None:
-        from cadenza.controls.files import save_csvs
+    jobs = _extract_targets(audio, out, csv)
+    with progress_bar("extracting controls", total=len(jobs), console=console, quiet=quiet or len(jobs) < 2) as bar:
+        for src, npz, csv_dir in jobs:
+            cs = extract_from_file(src, controls=names, rhythm_tracker=tracker)
+            written = [cs.save(npz)]
+            if csv_dir is not None:
+                from cadenza.controls.files import save_csvs
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            written += save_csvs(cs, csv)
-        for w in caught:
-            console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-    console.print(f"[green]wrote[/] {', '.join(str(p) for p in written)}", highlight=False)
-    console.print(_summary(cs), highlight=False)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    written += save_csvs(cs, csv_dir)
+                for w in caught:
+                    console.print(f"[yellow]warning:[/] {src.name}: {w.message}", highlight=False)
+            if len(jobs) == 1:
+                console.print(f"[green]wrote[/] {', '.join(str(p) for p in written)}", highlight=False)
+                console.print(_summary(cs), highlight=False)
+            bar.advance(info=src.name)
+    if len(jobs) > 1:
+        console.print(f"[green]wrote[/] controls of {len(jobs)} files to {out if out is not None else 'beside each file'}", highlight=False)
+
+
+def _extract_targets(audio: list[Path], out: Path | None, csv: Path | None) -> list[tuple[Path, Path, Path | None]]:
+    """(audio, .npz, CSV folder or None) per input; checked before any work so a typo fails at once."""
+    if len(audio) == 1:
+        npz = out if out is not None else _default_out(audio[0], ".npz")
+        if npz.suffix.lower() != ".npz":
+            raise CadenzaError(f"--out {npz}: controls are written as .npz", f"use e.g. --out {npz.with_suffix('.npz')}")
+        return [(audio[0], npz, csv)]
+    if out is not None and out.suffix:
+        raise CadenzaError(f"--out {out} is a file but {len(audio)} audio files were given", "pass a folder for several inputs, e.g. --out controls/")
+    stems = [p.stem for p in audio]
+    if (out is not None or csv is not None) and len(set(stems)) != len(stems):
+        raise CadenzaError("several inputs share a file name, so their outputs would overwrite each other", "extract them in separate runs")
+    for p in audio:
+        if not p.is_file():
+            raise CadenzaError(f"{p}: no such file", "check the path")
+    return [
+        (p, out / f"{p.stem}.npz" if out is not None else _default_out(p, ".npz"), csv / p.stem if csv is not None else None)
+        for p in audio
+    ]
 
 
 @app.command(

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+from cadenza.cli.progress import QUIET_HELP, progress_bar
 from cadenza.errors import CadenzaError
 
 console = Console(stderr=True)
@@ -26,13 +25,6 @@ app = typer.Typer(
 )
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False,
-    )
-
-
 @app.command()
 def build(
     preset: str = typer.Option("tiny", "--preset", help="tiny (≈3 min), small (≈3 h) or full (every work, ≥50 h)."),
@@ -46,6 +38,7 @@ def build(
     variants: int = typer.Option(None, "--variants", help="Arrangements per work (default: by preset)."),
     no_extract: bool = typer.Option(False, "--no-extract", help="Skip audio control extraction (score controls only)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try again the works that failed last time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Render the music21 corpus into captioned 22.05 kHz clips with exact score controls."""
     from cadenza.data.build import BuildConfig
@@ -57,13 +50,12 @@ def build(
         limit_works=limit_works, max_clips=max_clips, variants=variants, extract=not no_extract, retry_failed=retry_failed,
     )
     counts = {"clips": 0, "failed": 0}
-    with _progress() as bar:
-        task = bar.add_task("rendering works", total=None, info="")
+    with progress_bar("rendering works", console=console, quiet=quiet) as bar:
 
         def update(done: int, total: int, rec: dict) -> None:
             counts["clips"] += len(rec.get("rows", []))
             counts["failed"] += rec.get("status") == "failed"
-            bar.update(task, completed=done, total=total, info=f"{counts['clips']} new clips, {counts['failed']} failed")
+            bar.update(done, total, info=f"{counts['clips']} new clips, {counts['failed']} failed")
 
         summary = run_build(cfg, progress=update)
     console.print(
@@ -93,17 +85,14 @@ def index(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for clips, controls and the manifest."),
     captions: Path = typer.Option(None, "--captions", help="CSV or JSONL with columns file,caption."),
     clip_seconds: float = typer.Option(6.0, "--clip-seconds", help="Length of each clip in seconds."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Index your own audio: clips, extracted controls and captions, in the corpus's manifest format."""
     from cadenza.data.index import index_folder
 
-    with _progress() as bar:
-        task = bar.add_task("indexing", total=None, info="")
-        report = index_folder(
-            folder, out, captions, clip_seconds,
-            progress=lambda i, n, name: bar.update(task, completed=i, total=n, info=name),
-        )
-        bar.update(task, completed=len(report["indexed"]) + len(report["problems"]))
+    with progress_bar("indexing", console=console, quiet=quiet) as bar:
+        report = index_folder(folder, out, captions, clip_seconds, progress=lambda i, n, name: bar.update(i, n, info=name))
+        bar.update(len(report["indexed"]) + len(report["problems"]), info="")
     for p in report["problems"]:
         console.print(f"[yellow]skipped[/] {p['file']}: {p['reason']}", highlight=False)
     if report["unused_captions"]:
@@ -121,6 +110,7 @@ def cache(
     shard_size: int = typer.Option(256, "--shard-size", help="Clips per shard file."),
     batch_size: int = typer.Option(16, "--batch-size", help="Clips per mel batch."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Precompute mel spectrograms and control arrays into shards for fast training."""
     import torch
@@ -131,8 +121,7 @@ def cache(
         raise CadenzaError(f"--threads {threads} must be 0 or more")
     if threads:
         torch.set_num_threads(threads)
-    with _progress() as bar:
-        task = bar.add_task("caching shards", total=None, info="")
-        index = build_cache(folder, controls, shard_size, batch_size, progress=lambda i, n: bar.update(task, completed=i, total=n))
+    with progress_bar("caching shards", console=console, quiet=quiet) as bar:
+        index = build_cache(folder, controls, shard_size, batch_size, progress=bar.update)
     parts = ", ".join(f"{s}: {v['clips']} clips in {len(v['shards'])} shards" for s, v in index["splits"].items())
     console.print(f"[green]done:[/] {parts} → {folder / 'cache' / controls}")

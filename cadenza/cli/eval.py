@@ -74,10 +74,12 @@ def run(
     rhythm_tracker: str = typer.Option("dsp", "--rhythm-tracker", help="Beat tracker used to score outputs."),
     max_figures: int = typer.Option(4, "--max-figures", help="Per-case figures to draw: the first N cases of each table."),
     threads: int = typer.Option(None, "--threads", help="Torch threads."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Generate every case under every control subset, measure adherence, CLAP and FAD, write the report (resumable)."""
     from cadenza.eval.run import run_eval
 
     data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, seed=seed, subsets=subsets, limit=limit, cache=cache,
-                    embedder=embedder, rhythm_tracker=rhythm_tracker, max_figures=max_figures, threads=threads)
+                    embedder=embedder, rhythm_tracker=rhythm_tracker, max_figures=max_figures, threads=threads,
+                    progress=not quiet)
     console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({data['config']['n_cases']} cases, {data['run']['wall_s']:g} s)")

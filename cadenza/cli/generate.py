@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from cadenza.cli.progress import QUIET_HELP, progress_bar
 from cadenza.errors import CadenzaError
 
 console = Console(stderr=True)
@@ -53,6 +54,7 @@ def generate_command(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="dpmsolver++ or ddim (default from the model)."),
     vocoder: Optional[str] = typer.Option(None, "--vocoder", help="'default', a vocoder folder, or 'griffin-lim'."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Generate music from a text prompt, optionally steered by melody, dynamics and rhythm."""
     from cadenza.audio import SAMPLE_RATE, load_audio, save_audio
@@ -73,14 +75,18 @@ def generate_command(
         reference = gen.extract_controls(ref_audio).select(list(names))
         if duration is None:
             duration = len(ref_audio) / SAMPLE_RATE
-    common = dict(melody=melody, dynamics=dynamics, rhythm=rhythm, seed=seed, steps=steps, cfg=cfg, bpm=bpm, meter=meter, sampler=sampler)
-    if continue_from is not None:
-        wave, sr = gen.continue_audio(load_audio(continue_from), prompt, duration=duration, **common)
+    given_clip = load_audio(continue_from) if continue_from is not None else None
+    with progress_bar("sampling", console=console, quiet=quiet) as bar:  # steps of every long-form window
+        common = dict(melody=melody, dynamics=dynamics, rhythm=rhythm, seed=seed, steps=steps, cfg=cfg, bpm=bpm, meter=meter,
+                      sampler=sampler, progress=bar.update)
+        if given_clip is not None:
+            wave, sr = gen.continue_audio(given_clip, prompt, duration=duration, **common)
+        else:
+            wave, sr = gen.generate(prompt, duration=duration, controls=reference, **common)
+    if given_clip is not None:
         gen.last_info["continued_from"] = str(continue_from)
-    else:
-        wave, sr = gen.generate(prompt, duration=duration, controls=reference, **common)
-        if reference is not None:
-            gen.last_info["controls_from"] = {"audio": str(controls_from), "use": list(reference.given())}
+    elif reference is not None:
+        gen.last_info["controls_from"] = {"audio": str(controls_from), "use": list(reference.given())}
     save_audio(out, wave, sr)
     info = {**gen.last_info, "output": str(out)}
     info["timings"] = {**info.get("timings", {}), "wall_s": round(time.perf_counter() - t0, 3)}

@@ -92,7 +92,10 @@ def _make_command(model: str):
         accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, gpu or auto."),
         precision: Optional[str] = typer.Option(None, "--precision", help="32-true or bf16-mixed (16-mixed on older GPUs)."),
         launch: Optional[str] = typer.Option(None, "--launch", help="A launch preset: cpu-ddp-2, gpu-1, slurm-2x8 or a .json path (flags still win)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the same as the override log.progress=false)."),
     ) -> None:
+        # the runner draws the bar itself (rank 0, on a terminal); --quiet is its config switch
+        overrides = [*(overrides or []), *(["log.progress=false"] if quiet else [])]
         folder = run_training(model, config, overrides, out, resume, devices, num_nodes, strategy, accelerator, precision, launch)
         if folder is not None:
             console.print(f"model written to {folder}", highlight=False)

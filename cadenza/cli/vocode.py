@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from cadenza.audio import SUPPORTED_EXTENSIONS, MelConfig, MelSpectrogram, griffin_lim, load_audio, save_audio
+from cadenza.cli.progress import QUIET_HELP, progress_bar
 from cadenza.errors import CadenzaError
 
 console = Console(stderr=True)
@@ -54,6 +55,7 @@ def vocode(
     chunk_frames: int = typer.Option(2048, "--chunk-frames", help="Inputs longer than this are decoded in overlapping chunks."),
     batch_size: int = typer.Option(8, "--batch-size", help="Equal-length inputs are decoded together, this many at a time."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0: torch's default)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Turn log-mel spectrograms (or audio, for a listening round trip) into audio.
 
@@ -72,18 +74,24 @@ def vocode(
     if batch_size < 1 or chunk_frames < 2:
         raise CadenzaError("--batch-size must be ≥ 1 and --chunk-frames ≥ 2")
     outs = _out_paths(inputs, out)
-    if use_griffin_lim:
-        vocoder, mel_config = None, MelConfig()
-    else:
-        from cadenza.representations.vocoder import check_logmel, load_vocoder
+    vocoder = None
+    if not use_griffin_lim:
+        from cadenza.pipeline import load_vocoder_handle
 
-        vocoder = load_vocoder(model)
-        mel_config = vocoder.mel_config
+        # like generation: without a shipped vocoder, 'default' means Griffin-Lim (said in a warning)
+        handle = load_vocoder_handle(model, fallback="griffin-lim" if model == "default" else "none")
+        if handle.note:
+            console.print("[yellow]warning:[/] no vocoder is shipped; using Griffin-Lim (--griffin-lim says so, --model DIR picks a trained one)",
+                          highlight=False, soft_wrap=True)
+        vocoder = handle.vocoder
+    mel_config = MelConfig() if vocoder is None else vocoder.mel_config
     mel = MelSpectrogram(mel_config)
     mels = []
     for path in inputs:
         m = _read_input(path, mel)
         if vocoder is not None:
+            from cadenza.representations.vocoder import check_logmel
+
             check_logmel(torch.from_numpy(m), mel_config.n_mels)  # fail before any work, naming the file
         elif m.shape[0] != mel_config.n_mels:
             raise CadenzaError(f"{path}: mel has {m.shape[0]} bins, expected {mel_config.n_mels}", "compute it with cadenza.audio.MelSpectrogram")
@@ -93,18 +101,20 @@ def vocode(
     groups: dict[int, list[int]] = {}
     for i, m in enumerate(mels):
         groups.setdefault(m.shape[1], []).append(i)
-    for T, idx in groups.items():  # equal lengths batch exactly (no padding that would change the edges)
-        for s in range(0, len(idx), batch_size):
-            part = idx[s : s + batch_size]
-            x = torch.from_numpy(np.stack([mels[i] for i in part]))
-            if vocoder is None:
-                y = griffin_lim(x, mel_config, n_iter=32)
-            elif T > chunk_frames:
-                y = vocoder.decode_chunked(x, chunk_frames=chunk_frames)
-            else:
-                y = vocoder.decode(x)
-            for i, w in zip(part, y.numpy()):
-                waves[i] = w
+    with progress_bar("vocoding files", total=len(mels), console=console, quiet=quiet or len(mels) < 2) as bar:
+        for T, idx in groups.items():  # equal lengths batch exactly (no padding that would change the edges)
+            for s in range(0, len(idx), batch_size):
+                part = idx[s : s + batch_size]
+                x = torch.from_numpy(np.stack([mels[i] for i in part]))
+                if vocoder is None:
+                    y = griffin_lim(x, mel_config, n_iter=32)
+                elif T > chunk_frames:
+                    y = vocoder.decode_chunked(x, chunk_frames=chunk_frames)
+                else:
+                    y = vocoder.decode(x)
+                for i, w in zip(part, y.numpy()):
+                    waves[i] = w
+                bar.advance(len(part), info=inputs[part[-1]].name)
     elapsed = time.perf_counter() - t0
     total_s = 0.0
     for path, dest, wave in zip(inputs, outs, waves):
@@ -117,4 +127,4 @@ def vocode(
         total_s += wave.shape[-1] / mel_config.sample_rate
         console.print(f"{path} → {dest} ({wave.shape[-1] / mel_config.sample_rate:.2f} s)", highlight=False)
     method = "Griffin-Lim" if vocoder is None else f"vocoder '{model}'"
-    console.print(f"{method}: {total_s:.1f} s of audio in {elapsed:.2f} s ({total_s / max(elapsed, 1e-9):.0f}x real time)", highlight=False)
+    console.print(f"{method}: {total_s:.1f} s of audio in {elapsed:.2f} s ({total_s / max(elapsed, 1e-9):.2g}x real time)", highlight=False)
