@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -133,6 +134,7 @@ def main() -> None:
         worker(args)
         return
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     rows = [spawn("cadenza", d, args) for d in args.durations]
     rows += [spawn("musicgen", d, args) for d in args.musicgen_durations]
     by = {(r["system"].split()[0], r["duration_s"]): r for r in rows}
@@ -144,11 +146,21 @@ def main() -> None:
                 "musicgen_over_cadenza_wall": round(m["wall_s"] / c["wall_s"], 2),
                 "musicgen_over_cadenza_peak_rss": round(m["peak_rss_mb"] / c["peak_rss_mb"], 2),
             }
+    goals = {}
+    c6, c60 = by.get(("cadenza", 6.0)), by.get(("cadenza", 60.0))
+    if c6:
+        goals["6s_wall_le_2s"] = c6["wall_s"] <= 2.0
+        goals["peak_rss_le_1.5GB"] = max(r["peak_rss_mb"] for r in rows if r["system"] == "cadenza") <= 1536
+    if "6s" in ratios:
+        goals["ge_20x_faster_than_musicgen_small"] = ratios["6s"]["musicgen_over_cadenza_wall"] >= 20
+    if c6 and c60:
+        ratios["cadenza_60s_over_6s_wall"] = round(c60["wall_s"] / c6["wall_s"], 2)
+        goals["60s_cost_le_10.5x_6s"] = ratios["cadenza_60s_over_6s_wall"] <= 10.5
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
         "benchmark": "generate", "config": {k: v for k, v in vars(args).items() if k not in ("worker", "duration")},
         "git_commit": commit, "seed": args.seed, "machine": platform.machine(), "python": platform.python_version(),
-        "rows": rows, "ratios": ratios,
+        "rows": rows, "ratios": ratios, "load_average_at_start": load_start, "goals": goals,
         "notes": "MusicGen has random weights (speed only). Cadenza: text + melody + dynamics + rhythm, CFG 3, default steps/sampler, "
         "vocoder included. Shared 2-core machine: other jobs may have been running.",
     }
@@ -159,13 +171,14 @@ def main() -> None:
     write_json_atomic(RESULTS / "generate.json", result)
     lines = [
         "# Generation speed on CPU: Cadenza vs MusicGen-small (random weights)", "",
-        f"{args.threads} torch threads; commit {commit}; seed {args.seed}. Wall time excludes model loading.", "",
+        f"{args.threads} torch threads; commit {commit}; seed {args.seed}; load average at start {load_start}. "
+        "Wall time excludes model loading.", "",
         "| system | duration (s) | wall (s) | real-time factor | peak RSS (MB) | params (M) | settings |", "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         settings = f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, {r.get('vocoder', 'EnCodec')}" if r["system"] == "cadenza" else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
         lines.append(f"| {r['system']} | {r['duration_s']:g} | {r['wall_s']} | {r['rtf']} | {r['peak_rss_mb']} | {r['params_M']} | {settings} |")
-    lines += ["", "Ratios (MusicGen ÷ Cadenza): " + json.dumps(ratios), "", result["notes"]]
+    lines += ["", "Ratios: " + json.dumps(ratios), "", "Goals met: " + json.dumps(goals), "", result["notes"]]
     (RESULTS / "generate.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -71,6 +71,20 @@ def mean_scores(rows: list[dict]) -> dict:
     return out
 
 
+def paired_difference(rows: list[dict], ref_rows: list[dict]) -> dict:
+    """Per metric: mean and standard error (×100) of the per-case difference ``rows - ref_rows``.
+
+    The sweep runs the same cases and seeds at every step count, so the paired difference
+    separates the effect of the steps from the spread between cases.
+    """
+    out = {}
+    for m in METRICS:
+        d = [100 * (a[m] - b[m]) for a, b in zip(rows, ref_rows) if a.get(m) is not None and b.get(m) is not None]
+        se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+        out[m] = {"mean": round(float(np.mean(d)), 1) if d else None, "se": round(se, 1) if se is not None else None, "n": len(d)}
+    return out
+
+
 def extracted_targets(corpus: str, n: int, n_frames: int, seed: int):
     from cadenza.controls.base import ControlSet
     from cadenza.data.dataset import ClipDataset
@@ -95,10 +109,11 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--steps", type=int, default=None, help="steps for the sets (default: the model's)")
     ap.add_argument("--steps-sweep", type=int, nargs="*", default=[10, 15, 25, 50, 100])
-    ap.add_argument("--sweep-n", type=int, default=8)
+    ap.add_argument("--sweep-n", type=int, default=16)
     ap.add_argument("--corpus", default="data/corpus-small")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out-name", default="generator_adherence", help="results file stem under benchmarks/results/")
     args = ap.parse_args()
     import torch
 
@@ -127,17 +142,21 @@ def main() -> None:
             sets["extracted_valid"] = {"n": len(rows), **mean_scores(rows)}
         except Exception as exc:  # the corpus may lack a valid split in tiny builds
             sets["extracted_valid"] = {"error": f"{type(exc).__name__}: {exc}"}
-    sweep = {}
+    sets = {k: v for k, v in sets.items() if v.get("n") or "error" in v and args.n}  # --n 0: sweep only
+    sweep, per_case = {}, {}
     for steps in args.steps_sweep:
         rows = [score(gen, p, cs, cs, args.seed + i, steps) for i, (p, cs, _) in enumerate(created[: args.sweep_n])]
+        per_case[steps] = rows
         sweep[str(steps)] = {"n": len(rows), **mean_scores(rows)}
         print("steps", steps, sweep[str(steps)], flush=True)
     chosen = None
-    if sweep and str(max(args.steps_sweep)) in sweep:
-        ref = sweep[str(max(args.steps_sweep))]
+    if args.steps_sweep:
+        ref_steps = max(args.steps_sweep)
+        for steps in args.steps_sweep:
+            sweep[str(steps)]["vs_max"] = paired_difference(per_case[steps], per_case[ref_steps])
         for steps in sorted(args.steps_sweep):
-            s = sweep[str(steps)]
-            if all(ref[m] is None or s[m] is None or s[m] >= ref[m] - 2.0 for m in ("melody_acc", "dynamics_r", "beat_f1")):
+            diff = sweep[str(steps)]["vs_max"]
+            if all(diff[m]["mean"] is None or diff[m]["mean"] >= -2.0 for m in ("melody_acc", "dynamics_r", "beat_f1")):
                 chosen = steps
                 break
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -145,6 +164,7 @@ def main() -> None:
         "benchmark": "generator_adherence", "config": vars(args), "git_commit": commit, "seed": args.seed,
         "model_id": gen.model_id, "vocoder": gen.vocoder.name, "default_steps": gen.sampling.get("steps"),
         "sets": sets, "steps_sweep": sweep, "fewest_steps_within_2_points_of_max": chosen,
+        "load_average_at_end": [round(x, 2) for x in __import__("os").getloadavg()],
         "paper_reference": {"created": {"melody_acc": 78.2, "dynamics_r": 98.5, "beat_f1": 88.6, "downbeat_f1": 45.2},
                             "extracted": {"melody_acc": 58.7, "dynamics_r": 90.8, "beat_f1": 70.8, "downbeat_f1": 40.8},
                             "text_only": {"melody_acc": 8.5, "beat_f1": 27.8}},
@@ -153,7 +173,7 @@ def main() -> None:
     from cadenza.config import write_json_atomic
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(RESULTS / "generator_adherence.json", result)
+    write_json_atomic(RESULTS / f"{args.out_name}.json", result)
     lines = [
         "# Generator control adherence (generate → extract → compare)", "",
         f"model {gen.model_id}, vocoder {gen.vocoder.name}, {args.duration:g} s clips, commit {commit}, seed {args.seed}.",
@@ -166,11 +186,18 @@ def main() -> None:
         else:
             lines.append(f"| {name} | {s['n']} | {s['melody_acc']} | {s['dynamics_r']} | {s['beat_f1']} | {s['downbeat_f1']} |")
     lines += ["", "Paper (Music ControlNet, 41M params, 1,800 h, GPU-weeks): created 78.2 / 98.5 / 88.6 / 45.2; extracted 58.7 / 90.8 / 70.8 / 40.8; text only 8.5 melody, 27.8 beat F1.", ""]
-    lines += ["## Steps sweep (created controls)", "", "| steps | n | melody acc | dynamics r | beat F1 |", "|---|---|---|---|---|"]
+    top = max(args.steps_sweep) if args.steps_sweep else "-"
+    lines += [
+        "## Steps sweep (created controls)", "",
+        f"Same cases and seeds at every step count; Δ = paired mean difference from the {top}-step result ± its standard error.", "",
+        "| steps | n | melody acc | dynamics r | beat F1 | Δ melody | Δ dynamics | Δ beat F1 |", "|---|---|---|---|---|---|---|---|",
+    ]
     for steps, s in sweep.items():
-        lines.append(f"| {steps} | {s['n']} | {s['melody_acc']} | {s['dynamics_r']} | {s['beat_f1']} |")
-    lines += ["", f"Fewest steps within 2 points of the {max(args.steps_sweep) if args.steps_sweep else '-'}-step result on every metric: {chosen}"]
-    (RESULTS / "generator_adherence.md").write_text("\n".join(lines) + "\n")
+        d = s.get("vs_max", {})
+        fmt = lambda m: f"{d[m]['mean']} ± {d[m]['se']}" if d.get(m, {}).get("mean") is not None else "–"
+        lines.append(f"| {steps} | {s['n']} | {s['melody_acc']} | {s['dynamics_r']} | {s['beat_f1']} | {fmt('melody_acc')} | {fmt('dynamics_r')} | {fmt('beat_f1')} |")
+    lines += ["", f"Fewest steps whose paired mean is at most 2 points below the {top}-step result on melody, dynamics and beat F1: {chosen}"]
+    (RESULTS / f"{args.out_name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
