@@ -61,8 +61,28 @@ def apply_overrides(config: dict, overrides: list[str] | None) -> dict:
             node = node[part]
         if parts[-1] not in node:
             raise CadenzaError(f"override '{key}': no such key in the config", f"known keys here: {', '.join(sorted(node))}")
-        node[parts[-1]] = parse_value(raw)
+        node[parts[-1]] = _checked_value(key, node[parts[-1]], parse_value(raw))
     return out
+
+
+_KINDS = ((bool, "true or false"), ((int, float), "a number"), (list, "a JSON list such as [1, 2]"), (dict, "a JSON object"))
+
+
+def _checked_value(key: str, old: Any, new: Any) -> Any:
+    """``new`` if it is the kind of value the config holds at ``key``, else a one-line error.
+
+    Without this, ``train.max_steps=abc`` is stored as the string 'abc' and fails deep inside
+    training with a bare ValueError. Keys holding null or a string are not checked (null means
+    "unset"; a string such as devices='auto' may become a number), and null is always accepted.
+    """
+    if new is None or old is None or isinstance(old, str):
+        return new
+    for kind, what in _KINDS:
+        if isinstance(old, kind):
+            if not isinstance(new, kind) or isinstance(new, bool) != isinstance(old, bool):
+                raise CadenzaError(f"override '{key}={new}': expected {what}, as in the config ({json.dumps(old)})", f"e.g. {key}={json.dumps(old)}")
+            break
+    return new
 
 
 def load_config(kind: str, name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> dict:

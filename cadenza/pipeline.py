@@ -242,6 +242,8 @@ class Cadenza:
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, vocoder: str | None = None, threads: int | None = None) -> "Cadenza":
         """The model folder ``model`` (None: the shipped model); ``vocoder`` overrides the config's."""
+        if threads is not None and int(threads) < 0:
+            raise CadenzaError(f"threads must be 0 (torch's choice) or more, got {threads}", "e.g. --threads 2")
         if threads:
             torch.set_num_threads(int(threads))
         net, config, folder = load_generator(model)

@@ -69,38 +69,69 @@ def _register() -> None:
 _register()
 
 
+def print_error(message: str, hint: str | None = None) -> None:
+    """The CLI's error format: ``error: …`` on one line, then ``hint: …`` on one line.
+
+    Whitespace inside a message (a library's multi-line text) is collapsed and rich's wrapping
+    is off, so each stays one line that grep and log readers can take as a unit.
+    """
+    console.print(f"[bold red]error:[/] {' '.join(str(message).split())}", highlight=False, soft_wrap=True, markup=True)
+    if hint:
+        console.print(f"[yellow]hint:[/] {' '.join(str(hint).split())}", highlight=False, soft_wrap=True)
+
+
+def _command_path(args: list[str]) -> str:
+    """'cadenza controls extract' for ``["controls", "extract", "x.wav"]``: the verb the arguments name."""
+    cmd, path = typer.main.get_command(app), ["cadenza"]
+    for arg in args:
+        if arg.startswith("-"):  # --debug and the like, before the verb
+            continue
+        cmd = getattr(cmd, "commands", {}).get(arg)
+        if cmd is None:
+            break
+        path.append(arg)
+    return " ".join(path)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A click usage error (missing option, bad value). Newer typer ships its own copy of click,
+    so its exceptions are not ``click.ClickException``: recognise them by their interface."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turning ``CadenzaError`` into a one-line message."""
+    """Console entry point: run the app; any failure is one error line and a hint, never a traceback.
+
+    ``CadenzaError`` (bad input) prints its message and hint and returns 2, as do usage errors
+    (a missing option, a value of the wrong type). Anything else is a bug: it is named in one
+    line with a hint to rerun with ``--debug``, which re-raises so the traceback shows.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        app(args=args, standalone_mode=False, prog_name="cadenza")
         return 0
     except CadenzaError as err:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {err.message}", highlight=False)
-        if err.hint:
-            console.print(f"[yellow]hint:[/] {err.hint}", highlight=False)
+        print_error(err.message, err.hint or f"see '{_command_path(args)} --help'")
         return 2
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         return int(code or 0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         console.print("[red]interrupted[/]")
         return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:
+        if _is_usage_error(exc):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is printed already
+                return exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            print_error(exc.format_message(), f"see '{ctx.command_path if ctx is not None else 'cadenza'} --help'")
             return exc.exit_code
         if debug:
             raise
-        console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}", highlight=False)
-        console.print("[yellow]hint:[/] run again with --debug for the full traceback, and report it", highlight=False)
+        print_error(f"unexpected {type(exc).__name__}: {exc}", "run again with --debug for the full traceback, and report it")
         return 1
 
 

@@ -118,7 +118,7 @@ def cache(
     from cadenza.data.cache import build_cache
 
     if threads < 0:
-        raise CadenzaError(f"--threads {threads} must be 0 or more")
+        raise CadenzaError(f"--threads {threads} must be 0 or more", "0 lets torch choose; e.g. --threads 2")
     if threads:
         torch.set_num_threads(threads)
     with progress_bar("caching shards", console=console, quiet=quiet) as bar:

@@ -132,7 +132,9 @@ def main() -> None:
     try:
         app()
     except CadenzaError as err:
-        console.print(f"error: {err}", highlight=False)
+        from cadenza.cli import print_error
+
+        print_error(err.message, err.hint)
         sys.exit(2)
 
 

@@ -239,7 +239,10 @@ class ControlSet:
         except CadenzaError:
             raise
         except Exception as exc:
-            raise CadenzaError(f"{path}: not a valid Cadenza controls file ({type(exc).__name__}: {exc})") from None
+            raise CadenzaError(
+                f"{path}: not a valid Cadenza controls file ({type(exc).__name__}: {exc})",
+                "make one with 'cadenza controls extract' or 'cadenza controls make'",
+            ) from None
 
 
 def beats_to_activations(beats: np.ndarray, n_frames: int, width: int = BEAT_WIDTH_FRAMES) -> np.ndarray:
