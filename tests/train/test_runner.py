@@ -189,3 +189,24 @@ def test_fsdp_is_refused_for_the_multi_backward_vocoder(tmp_path):
     cfg = load_task_config(task, "tiny", ["data.source=synthetic", "train.max_steps=1"])
     with pytest.raises(CadenzaError, match="fsdp"):
         fit(task, cfg, tmp_path, strategy="fsdp", devices=2)
+
+
+def test_compiled_run_keeps_plain_keys_resumes_and_equals_eager(tmp_path):
+    """``launch.compile`` (here the quick ``aot_eager`` backend: dynamo + AOTAutograd, no C++ build)."""
+    import torch._dynamo
+
+    task = get_task("generator")
+    steps = ["train.max_steps=2", "checkpoint.every_steps=1"]
+    compiled = ["launch.compile=true", "launch.compile_backend=aot_eager"]
+    ref_model = _weights(fit(task, load_task_config(task, "debug", [*GEN, *steps]), tmp_path / "eager"))
+    ref = _weights(tmp_path / "eager" / "checkpoints" / "step-000000002")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    fit(task, load_task_config(task, "debug", [*GEN, *compiled, "train.max_steps=1"]), tmp_path / "compiled")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the net really went through dynamo
+    assert _weights(tmp_path / "compiled" / "checkpoints" / "step-000000001").keys() == ref.keys()  # no _orig_mod. prefixes
+    shipped = _weights(fit(task, load_task_config(task, "debug", [*GEN, *compiled, *steps]), tmp_path / "compiled", resume=True))
+    final = _weights(tmp_path / "compiled" / "checkpoints" / "step-000000002")
+    assert shipped.keys() == ref_model.keys() and final.keys() == ref.keys()
+    for key in ref:  # compiled, then resumed into a compiled model = eager, uninterrupted
+        assert torch.allclose(final[key], ref[key], atol=1e-5), key
