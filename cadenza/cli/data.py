@@ -40,7 +40,16 @@ def build(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try again the works that failed last time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Render the music21 corpus into captioned 22.05 kHz clips with exact score controls."""
+    """Render the music21 corpus into captioned 22.05 kHz clips with exact score controls.
+
+    Examples:
+
+      cadenza data build --preset tiny --out data/tiny
+
+      cadenza data build --preset tiny --out data/quick --limit-works 3 --no-extract   (a first look in a minute)
+
+      cadenza data build --preset small --out data/corpus-small --workers 2   (hours; run it again to resume)
+    """
     from cadenza.data.build import BuildConfig
     from cadenza.data.build import build as run_build
 
@@ -69,7 +78,14 @@ def stats(
     folder: Path = typer.Argument(..., help="A data set folder (with manifest.jsonl)."),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write the summary and plots (default: FOLDER/stats)."),
 ) -> None:
-    """Summarise a data set: hours, clips per split, instrument / tempo / collection histograms."""
+    """Summarise a data set: hours, clips per split, instrument / tempo / collection histograms.
+
+    Examples:
+
+      cadenza data stats data/tiny
+
+      cadenza data stats data/corpus-small --out reports/corpus-stats
+    """
     from cadenza.data.stats import dataset_stats
 
     summary = dataset_stats(folder, out)
@@ -87,7 +103,14 @@ def index(
     clip_seconds: float = typer.Option(6.0, "--clip-seconds", help="Length of each clip in seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Index your own audio: clips, extracted controls and captions, in the corpus's manifest format."""
+    """Index your own audio: clips, extracted controls and captions, in the corpus's manifest format.
+
+    Examples:
+
+      cadenza data index my_songs/ --out data/mine
+
+      cadenza data index my_songs/ --out data/mine --captions captions.csv --clip-seconds 10
+    """
     from cadenza.data.index import index_folder
 
     with progress_bar("indexing", console=console, quiet=quiet) as bar:
@@ -112,7 +135,14 @@ def cache(
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Precompute mel spectrograms and control arrays into shards for fast training."""
+    """Precompute mel spectrograms and control arrays into shards for fast training.
+
+    Examples:
+
+      cadenza data cache data/tiny
+
+      cadenza data cache data/mine --controls extracted --threads 2
+    """
     import torch
 
     from cadenza.data.cache import build_cache

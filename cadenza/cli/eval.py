@@ -45,7 +45,14 @@ def make_cases(
     duration: float = typer.Option(None, "--duration", help="Seconds per case (default: the clip's length; 6 for --created)."),
     rhythm_tracker: str = typer.Option("dsp", "--rhythm-tracker", help="Beat tracker for extracted controls (use the one eval scores with)."),
 ) -> None:
-    """Write a case set: extracted controls of held-out corpus clips, or created controls."""
+    """Write a case set: extracted controls of held-out corpus clips, or created controls.
+
+    Examples:
+
+      cadenza eval make-cases --created --n 32 --out cases/created
+
+      cadenza eval make-cases --from-corpus data/corpus-small --split test --n 32 --out cases/extracted
+    """
     from cadenza.errors import CadenzaError
     from cadenza.eval.cases import make_corpus_cases, make_created_cases
 
@@ -76,7 +83,16 @@ def run(
     threads: int = typer.Option(None, "--threads", help="Torch threads."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Generate every case under every control subset, measure adherence, CLAP and FAD, write the report (resumable)."""
+    """Generate every case under every control subset, measure adherence, CLAP and FAD, write the report (resumable).
+
+    Examples:
+
+      cadenza eval run cases/created --out reports/created --steps 10 --limit 4
+
+      cadenza eval run cases/extracted cases/created --out reports/all --subsets paper
+
+      cadenza eval cases/created --out reports/created   ('run' is the default verb)
+    """
     from cadenza.eval.run import run_eval
 
     data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, seed=seed, subsets=subsets, limit=limit, cache=cache,

@@ -22,7 +22,9 @@ Listens on 127.0.0.1 only unless --host says otherwise. Every generation is kept
 
 Examples:
 
-  cadenza serve --model runs/gen/model
+  cadenza serve                               (the shipped model, on http://127.0.0.1:7860)
+
+  cadenza serve --model runs/gen/model        (a model you trained)
 
   cadenza serve --port 8000 --max-concurrent 2 --queue 16 --root ~/music/studio
 """
@@ -70,10 +72,19 @@ def serve_command(
     serve(config, on_ready=ready)
 
 
-history_app = typer.Typer(help="List the studio's stored generations.", no_args_is_help=True, add_completion=False)
+HISTORY_EXAMPLES = """Examples:
+
+  cadenza history list
+
+  cadenza history list --root ~/music/studio --limit 5 --json
+"""
+
+history_app = typer.Typer(
+    help=f"List the studio's stored generations.\n\n{HISTORY_EXAMPLES}", no_args_is_help=True, add_completion=False
+)
 
 
-@history_app.command("list")
+@history_app.command("list", help=f"List past generations, newest first.\n\n{HISTORY_EXAMPLES}")
 def history_list(
     root: Path = typer.Option(DEFAULT_ROOT, "--root", help="The studio folder (as given to 'cadenza serve --root')."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many, newest first."),

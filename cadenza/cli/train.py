@@ -108,12 +108,31 @@ def _register() -> None:
 
     for name, task in TASKS.items():
         summary = (type(task).__doc__ or "").strip().splitlines()[0].split(" (")[0]
-        app.command(name, help=f"Train the {name} model: {summary}.\n\n{EXAMPLES}")(_make_command(name))
+        app.command(name, help=f"Train the {name} model: {summary}.\n\n{_task_examples(name)}")(_make_command(name))
+
+
+def _task_examples(name: str) -> str:
+    """EXAMPLES, led by a line for this model when the shared ones show only other models."""
+    from cadenza.config import available_configs
+    from cadenza.train.tasks import TASKS
+
+    configs = available_configs(TASKS[name].config_kind)
+    if f"cadenza train {name} " in EXAMPLES or not configs:
+        return EXAMPLES
+    config = "debug" if "debug" in configs else configs[0]
+    return EXAMPLES.replace("\b\n", f"\b\n  cadenza train {name} {config} --out runs/{name}-{config}\n", 1)
 
 
 @app.command("list")
 def list_command() -> None:
-    """List the trainable models, their shipped configs and the launch presets."""
+    """List the trainable models, their shipped configs and the launch presets.
+
+    Examples:
+
+    \b
+      cadenza train list
+      cadenza train beats debug --out runs/beats-debug   (then train one of them)
+    """
     from cadenza.config import available_configs
     from cadenza.train.tasks import TASKS
 
