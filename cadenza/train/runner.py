@@ -60,7 +60,7 @@ RUNNER_DEFAULTS: dict[str, Any] = {
         "threads": None,
     },
     "checkpoint": {"every_steps": 100, "keep_last": 3},
-    "log": {"every_steps": None, "samples_every_steps": 0, "progress": True},
+    "log": {"every_steps": None, "samples_every_steps": 0, "val_every_steps": None, "progress": True},
 }
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "single_device")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
@@ -315,6 +315,8 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
             ) from None
         set_step(module, loaded.progress.step)
     spec: DataSpec = task.train_data(config, module)
+    if loaded is None:
+        task.prepare(module, spec, config)  # e.g. data statistics that become buffers (a resume has them)
     if lc.get("compile"):
         _compile_children(module, str(lc.get("compile_backend") or "inductor"))
     fsdp = str(lc["strategy"]) == "fsdp"
@@ -369,6 +371,8 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
     every = int(ckpt_cfg.get("every_steps", 100) or 0)
     log_every = int(log_cfg.get("every_steps") or t.get("log_every") or 10)
     samples_every = int(log_cfg.get("samples_every_steps") or 0)
+    val_every = int(log_cfg.get("val_every_steps") or every or 0)
+    last_val: dict[str, float] = {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", config)
@@ -427,8 +431,11 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
             stop = bool(max_s and progress.elapsed_s >= max_s)
             if world > 1:
                 stop = bool(fabric.broadcast(stop, src=0))
-            if (every and progress.step % every == 0) or progress.step >= max_steps or stop:
-                _save(fabric, task, fmodule, module, opts, scheds, manager, progress, config, since_ckpt, fsdp)
+            saving = bool((every and progress.step % every == 0) or progress.step >= max_steps or stop)
+            if (val_every and progress.step % val_every == 0) or saving:
+                last_val = _validate(fabric, task, fmodule, module, config, out, progress) or last_val
+            if saving:
+                _save(fabric, task, fmodule, module, opts, scheds, manager, progress, config, since_ckpt, fsdp, last_val)
                 since_ckpt = []
             if stop:
                 break
@@ -475,6 +482,31 @@ def _log(fabric: L.Fabric, out: Path, progress: Progress, recent: dict[str, list
             fh.write(json.dumps(line) + "\n")
 
 
+def _validate(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, config: dict, out: Path, progress: Progress) -> dict[str, float]:
+    """The task's held-out metrics, logged as ``val_<name>``; every RNG is put back afterwards.
+
+    Every rank runs it on the same fixed set (the weights are the same, and under FSDP each rank
+    must join the gathers), so all ranks agree without a broadcast. Saving and restoring the
+    RNGs (``capture_rng``) is what keeps a run with validation identical to one without.
+    """
+    snapshot = capture_rng(module)
+    was = module.training
+    try:
+        with torch.no_grad():
+            metrics = task.validate(fmodule, config)
+    finally:
+        module.train(was)
+        restore_rng(snapshot, module)
+    if not metrics:
+        return {}
+    logged = {f"val_{k}": float(v) for k, v in metrics.items()}
+    fabric.log_dict(logged, step=progress.step)
+    if fabric.global_rank == 0:
+        with open(out / "train_log.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": progress.step, "elapsed_s": round(progress.elapsed_s, 2), **{k: round(v, 6) for k, v in logged.items()}}) + "\n")
+    return logged
+
+
 def _full_state(fmodule: Any, module: torch.nn.Module, fsdp: bool) -> dict[str, torch.Tensor]:
     """The whole module state dict (under FSDP gathered from the shards onto rank 0's CPU; other ranks get {})."""
     if fsdp:
@@ -507,8 +539,12 @@ def _load_optim_states(module: torch.nn.Module, fmodule: Any, opts: list, scheds
 
 
 def _save(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, opts: list, scheds: list, manager: CheckpointManager,
-          progress: Progress, config: dict, since_ckpt: list[float], fsdp: bool) -> None:
-    """Every rank joins (gathers under FSDP, RNG states of all ranks); rank 0 writes."""
+          progress: Progress, config: dict, since_ckpt: list[float], fsdp: bool, val: dict[str, float] | None = None) -> None:
+    """Every rank joins (gathers under FSDP, RNG states of all ranks); rank 0 writes.
+
+    "best" follows the task's validation metric (``val_<task.track>``) when it has one, else the
+    mean training loss since the previous checkpoint.
+    """
     state = _full_state(fmodule, module, fsdp)
     if fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
@@ -528,6 +564,11 @@ def _save(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, o
     else:
         track = track_local
     progress.metrics = {task.track: track} if np.isfinite(track) else {}
+    metric = task.track
+    if val and f"val_{task.track}" in val:
+        metric = f"val_{task.track}"
+        track = val[metric]
+        progress.metrics.update(val)
     if fabric.global_rank == 0:
-        manager.save(state, optim, [s.state_dict() for s in scheds], rng, progress, config, track=track if np.isfinite(track) else None)
+        manager.save(state, optim, [s.state_dict() for s in scheds], rng, progress, config, track=track if np.isfinite(track) else None, metric=metric)
     fabric.barrier()

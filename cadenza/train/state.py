@@ -221,8 +221,14 @@ class CheckpointManager:
         config: dict,
         extra: dict | None = None,
         track: float | None = None,
+        metric: str = "loss",
     ) -> Path:
-        """Write one checkpoint atomically, move ``latest`` to it, update ``best`` and prune."""
+        """Write one checkpoint atomically, move ``latest`` to it, update ``best`` and prune.
+
+        ``best.json`` names the folder with the lowest ``track`` of the ``metric`` it records; a
+        best of another metric (a run resumed once validation exists; older files name none and
+        meant the training loss) is not comparable, so the new value replaces it.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step-{progress.step:09d}"
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
@@ -258,8 +264,9 @@ class CheckpointManager:
         self._write_pointer(name)
         if track is not None and self.keep_best:
             prev = self.best()
-            if prev is None or not (self.root / prev["name"]).is_dir() or track < float(prev["value"]):
-                write_json_atomic(self.root / BEST, {"name": name, "value": float(track), "step": progress.step})
+            prev_metric = prev.get("metric", "" if metric.startswith("val_") else metric) if prev else None  # older files: a training loss
+            if prev is None or not (self.root / prev["name"]).is_dir() or prev_metric != metric or track < float(prev["value"]):
+                write_json_atomic(self.root / BEST, {"name": name, "value": float(track), "step": progress.step, "metric": metric})
         self.prune()
         return final
 

@@ -13,8 +13,11 @@ tells the runner five things:
   returning float logs;
 - ``export(module, config, progress)`` — ``(state_dict, model-folder config)`` to ship.
 
-Optional: ``samples`` (cheap images/audio every N steps) and ``defaults`` (config sections the
-task's shipped configs may lack, e.g. ``data.source`` so a synthetic set can be chosen by override).
+Optional: ``prepare(module, spec, config)`` (once, before a fresh run: data statistics),
+``validate(module, config) -> {name: float}`` (held-out metrics on a fixed set; the runner logs them
+as ``val_<name>`` and picks "best" by ``val_<track>``), ``samples`` (cheap images/audio every N
+steps) and ``defaults`` (config sections the task's shipped configs may lack, e.g. ``data.source``
+so a synthetic set can be chosen by override).
 """
 
 from __future__ import annotations
@@ -99,6 +102,13 @@ class Task:
     def after_step(self, module: Any) -> None:
         """Hook run right after the weights change (step counters, EMA)."""
 
+    def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
+        """Once before a fresh run (not on resume: the checkpoint holds the result)."""
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """Metrics on a fixed held-out set ({} = none). Runs under ``no_grad``; RNGs are restored after."""
+        return {}
+
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         return module.state_dict(), {**config, "trained": {"steps": progress.step}}
 
@@ -137,7 +147,7 @@ class GeneratorTask(Task):
     """Diffusion UNet + ControlNet adapter (``cadenza.train.generator.GeneratorModule``)."""
 
     name, config_kind = "generator", "generator"
-    defaults = {"data": {"source": "corpus", "synthetic_clips": 64}}
+    defaults = {"data": {"source": "corpus", "synthetic_clips": 64, "val_clips": 16}}
     fsdp_methods = {"net": ("drop_text",)}  # prepare_batch swaps in the learned null prompt outside net.forward
 
     def build_module(self, config: dict) -> torch.nn.Module:
@@ -155,6 +165,32 @@ class GeneratorTask(Task):
         module.step_count += 1
         if module.ema is not None:
             module.update_ema()
+
+    def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
+        """Per-bin mel statistics of the training crops (the net standardises its input with them)."""
+        diffusion = config.get("diffusion", {})
+        if not config["train"].get("init_from") and diffusion.get("standardize_mel", True):
+            module.fit_mel_stats(spec.dataset, int(diffusion.get("stats_clips", 64)))
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """Diffusion loss on fixed held-out clips with fixed timesteps, noise, masks and text dropout.
+
+        The corpus's ``valid`` split (first ``data.val_clips`` clips, first ``data.frames`` frames,
+        first caption) or, for synthetic data, clips of another seed. Each batch reseeds the
+        module's generator, so the value changes only when the weights do.
+        """
+        m = _inner(module)
+        batches = getattr(m, "_cadenza_val", None)
+        if batches is None:
+            batches = m._cadenza_val = _generator_val_batches(config)
+        if not batches:
+            return {}
+        m.eval()
+        losses = []
+        for i, batch in enumerate(batches):
+            m.generator.manual_seed(1_000_003 + i)
+            losses.append(float(m.loss_on(batch)))
+        return {"loss": float(np.mean(losses))}
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         return module.export_weights(), {**config, "trained": {"steps": progress.step, "minutes": round(progress.elapsed_s / 60, 1)}}
@@ -197,6 +233,27 @@ class GeneratorTask(Task):
         plt.close(fig)
         tmp.replace(path)
         return [path]
+
+
+def _generator_val_batches(config: dict) -> list[dict[str, Any]]:
+    """The generator's fixed validation batches ([] when the corpus has no valid split)."""
+    from cadenza.train.generator import SyntheticClips, collate
+
+    data = config.get("data", {})
+    n, frames, batch = int(data.get("val_clips", 16)), int(data.get("frames", 256)), int(data.get("batch_size", 8))
+    if n <= 0:
+        return []
+    if data.get("source", "corpus") == "synthetic":
+        ds: Any = SyntheticClips(n, frames, int(config["train"].get("seed", 0)) + 1_000_003)
+    else:
+        from cadenza.data.dataset import ClipDataset
+
+        try:
+            ds = ClipDataset(data.get("corpus", "data/corpus-small"), "valid", frames, controls=data.get("controls", "extracted"), random_crop=False, random_caption=False)
+        except CadenzaError:
+            return []
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    return [collate(items[i : i + batch]) for i in range(0, len(items), batch)]
 
 
 # --------------------------------------------------------------------------------------- vocoder

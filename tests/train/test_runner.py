@@ -210,3 +210,20 @@ def test_compiled_run_keeps_plain_keys_resumes_and_equals_eager(tmp_path):
     assert shipped.keys() == ref_model.keys() and final.keys() == ref.keys()
     for key in ref:  # compiled, then resumed into a compiled model = eager, uninterrupted
         assert torch.allclose(final[key], ref[key], atol=1e-5), key
+
+
+def test_validation_is_logged_picks_best_and_leaves_training_unchanged(tmp_path):
+    task = get_task("generator")
+    steps = [*GEN, "train.max_steps=4", "checkpoint.every_steps=2", "log.val_every_steps=1"]
+    plain = _weights(fit(task, load_task_config(task, "debug", [*steps, "data.val_clips=0"]), tmp_path / "plain"))
+    shipped = _weights(fit(task, load_task_config(task, "debug", [*steps, "data.val_clips=4"]), tmp_path / "val"))
+    assert all(torch.equal(plain[k], shipped[k]) for k in plain)  # validation draws no training randomness
+    log = [json.loads(line) for line in (tmp_path / "val" / "train_log.jsonl").read_text().splitlines()]
+    val = {x["step"]: x["val_loss"] for x in log if "val_loss" in x}
+    assert sorted(val) == [1, 2, 3, 4] and len(set(val.values())) == 4  # every step, and it moves with the weights
+    best = json.loads((tmp_path / "val" / "checkpoints" / "best.json").read_text())
+    saved = {s: val[s] for s in (2, 4)}  # the checkpointed steps
+    assert best["metric"] == "val_loss" and best["step"] == min(saved, key=saved.get) and best["value"] == pytest.approx(saved[best["step"]])
+    assert "val_loss" in (tmp_path / "val" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    no_val = json.loads((tmp_path / "plain" / "checkpoints" / "best.json").read_text())
+    assert no_val["metric"] == "loss"  # without a validation set: the training loss, as before
