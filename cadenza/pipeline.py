@@ -10,7 +10,8 @@ string; dynamics.csv / a shape name; rhythm.csv / a tempo via ``bpm``) — all f
 requested duration — or as raw frame arrays, which must already have one row per frame.
 Anything longer than the model's window is generated as overlapping windows joined by
 inpainting; ``continue_audio`` and ``inpaint`` use the same inpainting sampler with the given
-audio's frames held fixed.
+audio's frames held fixed. ``evaluate`` scores any audio against controls with the evaluation's
+own adherence metric.
 """
 
 from __future__ import annotations
@@ -202,6 +203,14 @@ def _windows_to_sample(known: np.ndarray, window: int, overlap: int) -> list[tup
             break
         start = end - overlap
     return spans
+
+
+def _mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A checked mono float32 waveform from NumPy or torch, (channels, samples) mixed down."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    audio = check_waveform(audio, "audio")
+    return audio.mean(axis=0) if audio.ndim == 2 else audio
 
 
 def _window_progress(progress: ProgressCallback | None, window: int, n_windows: int) -> ProgressCallback | None:
@@ -493,11 +502,41 @@ class Cadenza:
         self._finish(info, [int(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
         return wave, self.sample_rate
 
-    def extract_controls(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> ControlSet:
+    def extract_controls(self, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> ControlSet:
         """Melody, dynamics and rhythm of a waveform, ready to pass back as ``controls=``."""
         from cadenza.controls.extract import extract_controls
 
-        audio = check_waveform(audio, "audio")
-        if audio.ndim == 2:
-            audio = audio.mean(axis=0)
-        return extract_controls(audio, sample_rate)
+        return extract_controls(_mono(audio), sample_rate)
+
+    def evaluate(
+        self,
+        audio: np.ndarray | torch.Tensor,
+        sample_rate: int = SAMPLE_RATE,
+        controls: ControlSet | None = None,
+        *,
+        melody: ControlInput = None,
+        dynamics: ControlInput = None,
+        rhythm: ControlInput = None,
+        bpm: float | None = None,
+        meter: str | int = 4,
+        rhythm_tracker: str = "default",
+    ) -> dict[str, float]:
+        """How well ``audio`` follows the controls: melody accuracy, dynamics r, beat and downbeat F1.
+
+        Controls are given as to ``generate`` (a ``ControlSet``, creator files, strings, frame
+        arrays, ``bpm``), fitted to the audio's length; a lone ControlSet is scored as it is,
+        so audio of another length is an error rather than a silent crop. Scoring is
+        ``cadenza.eval.adherence.score_clip``, the metric of ``cadenza eval``: controls are
+        extracted from the audio and compared inside each control's mask. Returns its flat dict
+        (``melody_accuracy``, ``dynamics_r``, ``beat_f1``, ``downbeat_f1`` and the counts behind
+        them; NaN where a metric is undefined). Stereo is mixed down; score takes one at a time.
+        """
+        from cadenza.eval.adherence import score_clip
+
+        wave = resample(_mono(audio), int(sample_rate), SAMPLE_RATE)
+        more = any(v is not None for v in (melody, dynamics, rhythm, bpm))
+        if controls is None and not more:
+            raise CadenzaError("no controls to score against", "pass the controls the audio was made with, e.g. controls=gen.last_controls")
+        if not isinstance(controls, ControlSet) or more:
+            controls, _ = resolve_controls(len(wave) // HOP_LENGTH + 1, melody, dynamics, rhythm, controls, bpm, meter)
+        return score_clip(controls, wave, SAMPLE_RATE, rhythm_tracker=rhythm_tracker)

@@ -42,3 +42,4 @@ def test_python_api_examples_run(debug_model, monkeypatch):
         except Exception as exc:  # pragma: no cover - the message names the failing block
             pytest.fail(f"docs/python-api.md block {i} failed: {type(exc).__name__}: {exc}\n{block}")
     assert "scores" in namespace and "melody_accuracy" in namespace["scores"]
+    assert namespace["hum"]["melody_accuracy"] > 0.9  # Cadenza.evaluate, as documented

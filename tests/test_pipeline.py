@@ -165,3 +165,44 @@ def test_cli_errors_are_one_line(model_dir, tmp_path, capsys):
     assert "unsupported output format" in " ".join(capsys.readouterr().err.split())
     assert main(["generate", "x", "--out", str(tmp_path / "a.wav"), "--model", str(tmp_path / "missing")]) == 2
     assert "no such model folder" in " ".join(capsys.readouterr().err.split())
+
+
+def _same_scores(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        (isinstance(a[k], float) and np.isnan(a[k]) and np.isnan(b[k])) or a[k] == b[k] for k in a
+    )
+
+
+def test_evaluate_is_the_eval_metric(gen):
+    from cadenza.eval.adherence import score_clip
+
+    wave, sr = gen.generate("folk tune", melody="C4:1 E4:1 G4:1 C5:1", dynamics="swell", bpm=120, duration=2.0, **FAST)
+    asked = gen.last_controls
+    scores = gen.evaluate(wave, sr, asked, rhythm_tracker="dsp")
+    assert _same_scores(scores, score_clip(asked, wave, sr, rhythm_tracker="dsp"))
+    assert {"melody_accuracy", "dynamics_r", "beat_f1", "downbeat_f1"} <= scores.keys()
+    # torch in, and the creator inputs generate takes (fitted to the audio's length) give the same
+    assert _same_scores(gen.evaluate(torch.from_numpy(wave), sr, asked, rhythm_tracker="dsp"), scores)
+    again = gen.evaluate(wave, sr, melody="C4:1 E4:1 G4:1 C5:1", dynamics="swell", bpm=120, rhythm_tracker="dsp")
+    assert _same_scores(again, scores)
+
+
+def test_evaluate_tells_right_from_wrong(gen):
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    c5 = (0.3 * np.sin(2 * np.pi * 523.25 * t)).astype(np.float32)
+    right = gen.evaluate(c5, SAMPLE_RATE, melody="C5:8", bpm=120)
+    wrong = gen.evaluate(c5, SAMPLE_RATE, melody="F#5:8", bpm=120)
+    assert right["melody_accuracy"] > 0.9 and wrong["melody_accuracy"] < 0.1
+    at_44k = gen.evaluate(torch.from_numpy(np.repeat(c5, 2)), 44100, melody="C5:8", bpm=120)  # resampled first
+    assert at_44k["melody_accuracy"] > 0.9 and abs(at_44k["n_frames"] - right["n_frames"]) <= 1
+
+
+def test_evaluate_errors(gen):
+    wave = np.zeros(SAMPLE_RATE, np.float32)
+    with pytest.raises(CadenzaError, match="no controls"):
+        gen.evaluate(wave, SAMPLE_RATE)
+    longer = ControlSet.empty(frames_for_duration(3.0)).with_control("dynamics", gen.extract_controls(np.ones(3 * SAMPLE_RATE, np.float32) * 0.1))
+    with pytest.raises(CadenzaError, match="frames"):
+        gen.evaluate(wave, SAMPLE_RATE, longer)
+    with pytest.raises(CadenzaError, match="pitch classes"):
+        gen.evaluate(wave, SAMPLE_RATE, melody=np.full(frames_for_duration(1.0), 14))
