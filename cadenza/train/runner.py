@@ -22,6 +22,7 @@ The effective batch is per-device batch × world size; it is written to ``OUT/ru
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -427,7 +428,7 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
                 _log(fabric, out, progress, recent, fopts, global_batch, progress.step - steps_at_start, time.monotonic() - t_start)
                 recent = {}
             if samples_every and progress.step % samples_every == 0 and rank == 0 and last_batch is not None:
-                task.samples(fmodule, last_batch, out / "samples", progress.step)
+                _samples(fabric, task, fmodule, module, last_batch, out, progress.step)
             stop = bool(max_s and progress.elapsed_s >= max_s)
             if world > 1:
                 stop = bool(fabric.broadcast(stop, src=0))
@@ -482,6 +483,38 @@ def _log(fabric: L.Fabric, out: Path, progress: Progress, recent: dict[str, list
             fh.write(json.dumps(line) + "\n")
 
 
+@contextlib.contextmanager
+def _aside(module: torch.nn.Module) -> Iterator[None]:
+    """Work beside training (validation, samples): no grad, then train mode and every RNG put back."""
+    snapshot, was = capture_rng(module), module.training
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was)
+        restore_rng(snapshot, module)
+
+
+def _samples(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, batch: Any, out: Path, step: int) -> None:
+    """Rank 0: the task's sample files under ``OUT/samples``, and into TensorBoard when it logs."""
+    with _aside(module):
+        paths = task.samples(fmodule, batch, out / "samples", step)
+    writers = [lg.experiment for lg in fabric.loggers if type(lg).__name__ == "TensorBoardLogger"]
+    for path in paths if writers else []:
+        tag = f"samples/{path.stem.rsplit('-step', 1)[0]}"
+        for writer in writers:
+            if path.suffix == ".png":
+                import matplotlib.image
+
+                writer.add_image(tag, matplotlib.image.imread(str(path))[..., :3], step, dataformats="HWC")
+            elif path.suffix in (".wav", ".flac", ".ogg"):
+                from cadenza.audio import SAMPLE_RATE, load_audio
+
+                writer.add_audio(tag, torch.from_numpy(load_audio(path))[None], step, sample_rate=SAMPLE_RATE)
+    for writer in writers:
+        writer.flush()
+
+
 def _validate(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, config: dict, out: Path, progress: Progress) -> dict[str, float]:
     """The task's held-out metrics, logged as ``val_<name>``; every RNG is put back afterwards.
 
@@ -489,14 +522,8 @@ def _validate(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Modul
     must join the gathers), so all ranks agree without a broadcast. Saving and restoring the
     RNGs (``capture_rng``) is what keeps a run with validation identical to one without.
     """
-    snapshot = capture_rng(module)
-    was = module.training
-    try:
-        with torch.no_grad():
-            metrics = task.validate(fmodule, config)
-    finally:
-        module.train(was)
-        restore_rng(snapshot, module)
+    with _aside(module):
+        metrics = task.validate(fmodule, config)
     if not metrics:
         return {}
     logged = {f"val_{k}": float(v) for k, v in metrics.items()}

@@ -197,42 +197,54 @@ class GeneratorTask(Task):
 
     @torch.no_grad()
     def samples(self, module: Any, batch: Any, folder: Path, step: int) -> list[Path]:
-        """A mel image: the first clip next to the model's one-shot x0 estimate at t = T/2.
+        """The first clip of the batch beside the model's one-shot x0 estimate at t = T/2.
 
-        Uses its own generator so sample logging never shifts the training RNG streams.
+        Writes ``mel-stepN.png`` (clip | estimate), ``x0-stepN.wav`` (Griffin-Lim of the estimate:
+        what the model hears so far) and ``controls-stepN.png`` (the clip's controls over the
+        estimate's mel). Noise comes from its own generator seeded by the step, Griffin-Lim from
+        its own seed, and the runner restores every RNG afterwards: logging never changes training.
         """
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from cadenza.audio import normalize_log_mel
+        from cadenza.audio import denormalize_log_mel, griffin_lim, normalize_log_mel, save_audio
+        from cadenza.controls.base import ControlSet
+        from cadenza.controls.plot import plot_controls
+        from cadenza.fsutil import atomic_path
 
         m = _inner(module)
-        x0 = normalize_log_mel(batch["mel"][:1]).clamp(-1, 1)
+        clip = normalize_log_mel(batch["mel"][:1]).clamp(-1, 1)
+        x0 = m.net.standardize(clip)  # the space the net is trained in
         sched = m.noise_scheduler
         t = torch.full((1,), sched.config.num_train_timesteps // 2, dtype=torch.long)
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(step)).to(x0)
         xt = sched.add_noise(x0, noise, t)
         text = m.text_encoder.encode(batch["caption"][:1]).to(x0.device)
-        was = m.net.training
         m.net.eval()
         pred = m.net(xt, t.to(x0.device), text, None, use_adapter=False)
-        m.net.train(was)
         acp = sched.alphas_cumprod[t].to(x0)
         x0_hat = acp.sqrt() * xt - (1 - acp).sqrt() * pred if sched.config.prediction_type == "v_prediction" else (xt - (1 - acp).sqrt() * pred) / acp.sqrt()
+        estimate = m.net.destandardize(x0_hat).clamp(-1, 1)[0].float().cpu()
+        folder.mkdir(parents=True, exist_ok=True)
         fig, axes = plt.subplots(1, 2, figsize=(6, 2.5))
-        for ax, img, title in zip(axes, (x0[0], x0_hat[0].clamp(-1, 1)), ("clip", f"x0 estimate, step {step}")):
-            ax.imshow(img.float().cpu().numpy(), origin="lower", aspect="auto", vmin=-1, vmax=1)
+        for ax, img, title in zip(axes, (clip[0].float().cpu(), estimate), ("clip", f"x0 estimate, step {step}")):
+            ax.imshow(img.numpy(), origin="lower", aspect="auto", vmin=-1, vmax=1)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"mel-step{step:07d}.png"
-        tmp = folder / f".{path.name}.tmp.png"
-        fig.savefig(tmp, dpi=60)
+        mel_png = folder / f"mel-step{step:07d}.png"
+        with atomic_path(mel_png, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=60, format="png")
         plt.close(fig)
-        tmp.replace(path)
-        return [path]
+        logmel = denormalize_log_mel(estimate)
+        audio = griffin_lim(logmel[None], n_iter=int(m.config.get("griffin_lim_iters", 32)))[0]
+        wav = save_audio(folder / f"x0-step{step:07d}.wav", audio.numpy())
+        T = logmel.shape[-1]
+        c = {k: batch[k][0].float().cpu().numpy() for k in ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")}
+        controls = ControlSet(n_frames=T, **{k: v.reshape(T, -1) if k in ("melody", "rhythm") else v.reshape(T) for k, v in c.items()})
+        plot = plot_controls(controls, logmel.numpy(), folder / f"controls-step{step:07d}.png", title=f"{batch['caption'][0]} (x0 estimate, step {step})", dpi=60)
+        return [mel_png, wav, plot]
 
 
 def _generator_val_batches(config: dict) -> list[dict[str, Any]]:

@@ -7,11 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from cadenza.audio import load_audio
 from cadenza.cli.train import app
 from cadenza.config import available_configs
 from cadenza.errors import CadenzaError
@@ -77,9 +79,18 @@ def test_generator_samples_are_written_and_leave_training_unchanged(tmp_path):
     for name, every in (("plain", 0), ("samples", 1)):
         cfg = load_task_config(task, "debug", [*GEN, "train.max_steps=2", f"log.samples_every_steps={every}"])
         runs[name] = _weights(fit(task, cfg, tmp_path / name))
-    assert sorted(p.name for p in (tmp_path / "samples" / "samples").iterdir()) == ["mel-step0000001.png", "mel-step0000002.png"]
+    names = sorted(p.name for p in (tmp_path / "samples" / "samples").iterdir())
+    assert names == [f"{kind}-step000000{s}.{ext}" for kind, ext in (("controls", "png"), ("mel", "png"), ("x0", "wav")) for s in (1, 2)]
+    audio = load_audio(tmp_path / "samples" / "samples" / "x0-step0000002.wav")
+    assert audio.size == 31 * 256 and np.isfinite(audio).all() and np.abs(audio).max() > 0  # Griffin-Lim of the x0 estimate
     assert not (tmp_path / "plain" / "samples").exists()
-    assert all(torch.equal(runs["plain"][k], runs["samples"][k]) for k in runs["plain"])
+    assert all(torch.equal(runs["plain"][k], runs["samples"][k]) for k in runs["plain"])  # logging changed nothing
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "samples" / "tb" / "version_0"), size_guidance={"audio": 0, "images": 0}).Reload()
+    assert {"samples/x0"} <= set(events.Tags()["audio"]) and {"samples/mel", "samples/controls"} <= set(events.Tags()["images"])
+    assert [e.step for e in events.Audio("samples/x0")] == [1, 2]
 
 
 def test_cli_list_help_and_errors(tmp_path):
