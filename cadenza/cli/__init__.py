@@ -25,6 +25,8 @@ app = typer.Typer(
         "  cadenza controls extract song.wav --out song.npz --csv song_controls/\n\n"
         "  cadenza controls make melody --notes \"C4:1 E4:1 G4:2\" --bpm 100 --out melody.csv\n\n"
         "  cadenza controls plot song.wav --out song.png\n\n"
+        "  cadenza generate \"calm folk tune on flute\" --melody \"C4:1 D4:1 E4:2\" --bpm 100 --out tune.wav\n\n"
+        "  cadenza serve   (the web studio on http://127.0.0.1:7860)\n\n"
         "  cadenza --debug controls extract broken.wav --out x.npz   (full traceback on errors)"
     ),
     no_args_is_help=True,
