@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.data.manifest import SPLITS, atomic_write_json, atomic_write_text, read_manifest
+from cadenza.fsutil import atomic_path
 
 
 def _save_png(fig, path: Path) -> None:
     """Save a figure atomically."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def dataset_stats(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> dict:
