@@ -7,8 +7,9 @@
 
 ``synth`` renders random multi-instrument General MIDI parts (FluidR3_GM through tinysoundfont)
 so the vocoder can be trained before (or besides) the real corpus; the manifest format is the
-corpus one (JSONL rows with ``path`` and ``split``). Training runs on one thread, saves its full
-state atomically every few minutes and on exit, and resumes from it when started again.
+corpus one (JSONL rows with ``path`` and ``split``). ``train`` is a thin call to the one runner
+(``cadenza train vocoder``, docs/training.md): its run folder, checkpoints and resume (automatic
+here when the folder holds checkpoints). ``ship`` and ``examples`` read that folder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cadenza.audio import SAMPLE_RATE, MelSpectrogram, griffin_lim, load_audio, save_audio  # noqa: E402
-from cadenza.config import load_config, write_json_atomic  # noqa: E402
+from cadenza.audio import SAMPLE_RATE, MelSpectrogram, griffin_lim, save_audio  # noqa: E402
 from cadenza.representations.vocoder import WEIGHTS_DIR, build_generator, save_vocoder  # noqa: E402
+from cadenza.train.vocoder import heldout_crops, mel_l1  # noqa: E402
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 SCALES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10], "penta": [0, 2, 4, 7, 9], "blues": [0, 3, 5, 6, 7, 10]}
@@ -128,100 +128,54 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} clips to {out}")
 
 
-# ---------------------------------------------------------------------------------------------- eval
-def heldout_crops(manifest: str, n: int, seconds: float, seed: int = 0) -> torch.Tensor:
-    """Fixed crops from the test split for validation (deterministic)."""
-    from cadenza.train.vocoder import read_manifest
-
-    clips = read_manifest(manifest, "test") or read_manifest(manifest)[-n:]
-    rng = np.random.default_rng(seed)
-    length = int(seconds * SAMPLE_RATE) // 256 * 256
-    crops = []
-    for p in clips:
-        a = load_audio(p)
-        if a.shape[0] < length or np.abs(a).max() < 1e-3:
-            continue
-        s = int(rng.integers(0, a.shape[0] - length + 1))
-        crops.append(torch.from_numpy(a[s : s + length]))
-        if len(crops) == n:
-            break
-    return torch.stack(crops)
-
-
-@torch.no_grad()
-def mel_l1(generator: torch.nn.Module, audio: torch.Tensor, mel: MelSpectrogram) -> float:
-    logmel = mel(audio)
-    return float((mel(generator(logmel)) - logmel).abs().mean())
-
-
 # ---------------------------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> None:
-    import lightning as L
+    """The one runner: ``cadenza train vocoder CONFIG train.data=MANIFEST ... --out RUN [--resume]``.
 
-    from cadenza.train.vocoder import RandomCropDataset, TrainStateCheckpoint, VocoderModule, make_trainer, read_manifest
+    Resumes by itself when ``RUN`` already holds checkpoints (as this script always did); "best"
+    follows ``val_mel_l1`` on fixed held-out crops of the manifest's test split.
+    """
+    from cadenza.train.runner import fit
+    from cadenza.train.state import CheckpointManager
+    from cadenza.train.tasks import get_task, load_task_config
 
-    torch.set_num_threads(args.threads)
-    run = Path(args.run)
-    run.mkdir(parents=True, exist_ok=True)
-    state_json = run / "train_state.json"
-    if state_json.exists():  # resume: the saved config, plus any overrides given now (e.g. train.gan_start)
-        from cadenza.config import apply_overrides
+    task = get_task("vocoder")
+    overrides = [
+        f"train.data={args.manifest}", f"launch.threads={args.threads}", f"data.val_clips={args.val_clips}",
+        f"data.val_seconds={args.val_seconds}", f"log.val_every_steps={args.val_every}", f"log.every_steps={args.log_every}",
+        f"checkpoint.every_steps={args.checkpoint_every}", *args.set,
+    ]
+    config = load_task_config(task, args.config, overrides)
+    config["train"]["max_minutes"] = args.max_minutes
+    resume = bool(CheckpointManager(args.run).folders())
+    print(f"= cadenza train vocoder {args.config} {' '.join(overrides)} train.max_minutes={args.max_minutes} --out {args.run}"
+          + (" --resume" if resume else ""), flush=True)
+    fit(task, config, args.run, resume=resume)
 
-        config = apply_overrides(json.loads(state_json.read_text())["config"], args.set)
-        start_step = json.loads(state_json.read_text())["step"]
-    else:
-        config = load_config("vocoder", args.config, args.set)
-        config["train"]["data"] = str(args.manifest)
-        start_step = 0
-    L.seed_everything(config["train"].get("seed", 0) + start_step, workers=True)
-    t = config["train"]
-    clips = read_manifest(args.manifest, "train")
-    data = RandomCropDataset(clips, t["crop_samples"], seed=t.get("seed", 0) + start_step)
-    loader = torch.utils.data.DataLoader(data, batch_size=t["batch_size"], num_workers=0)
-    module = VocoderModule(config)
-    val = heldout_crops(args.manifest, args.val_clips, args.val_seconds)
-    mel = MelSpectrogram()
-    best_path = run / "best.json"
-    best = json.loads(best_path.read_text())["mel_l1"] if best_path.exists() else float("inf")
-    started = time.time()
-    hours_before = json.loads(best_path.read_text()).get("train_hours_total", 0.0) if best_path.exists() else 0.0
 
-    class Validate(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
-            nonlocal best
-            step = int(pl_module.step_count)
-            if step % args.val_every:
-                return
-            pl_module.generator.eval()
-            score = mel_l1(pl_module.generator, val, mel)
-            pl_module.generator.train()
-            line = {"step": step, "val_mel_l1": round(score, 4), "best": round(min(best, score), 4)}
-            print(json.dumps(line), flush=True)
-            with open(run / "val.jsonl", "a") as fh:
-                fh.write(json.dumps(line) + "\n")
-            phase = "gan" if step > t.get("gan_start", 10**12) else "warmup"
-            snapshot = run / f"last_{phase}"
-            save_vocoder(snapshot, pl_module.generator, {**config, "training": {"steps": step, "val_mel_l1": score}})
-            if score < best:
-                best = score
-                save_vocoder(run / "best", pl_module.generator, {**config, "training": {"steps": step, "val_mel_l1": score}})
-                write_json_atomic(best_path, {"step": step, "mel_l1": score, "train_hours_total": hours_before + (time.time() - started) / 3600})
+def trained_generator(run: Path, which: str) -> tuple[dict[str, torch.Tensor], dict, float | None]:
+    """(generator weights, config, training hours) of a runner folder: ``best``/``latest`` checkpoint or ``model``."""
+    from cadenza.checkpoint import load_model_folder
+    from cadenza.train.state import CheckpointManager
 
-    ckpt = TrainStateCheckpoint(run, every_s=args.save_every_s, log_every=args.log_every, log_path=run / "train.jsonl")
-    trainer = make_trainer(t["max_steps"], [ckpt, Validate()], max_time_s=args.max_minutes * 60)
-    trainer.fit(module, loader)
-    hours = json.loads((run / "hours.json").read_text())["hours"] if (run / "hours.json").exists() else 0.0
-    write_json_atomic(run / "hours.json", {"hours": hours + (time.time() - started) / 3600, "step": int(module.step_count)})
-    print(f"stopped at step {int(module.step_count)}", flush=True)
+    if which == "model":
+        state, config = load_model_folder(run / "model")
+        return state, config, None
+    manager = CheckpointManager(run)
+    best = manager.best()
+    folder = manager.root / best["name"] if which == "best" and best else manager.latest()
+    if folder is None or manager.verify(folder) is not None:
+        raise SystemExit(f"{run}: no intact '{which}' checkpoint (runs of the older script cannot be shipped by this one)")
+    loaded = manager.load(prefer=folder)
+    state = {k[len("generator."):]: v for k, v in loaded.model.items() if k.startswith("generator.")}
+    return state, {**loaded.config, "training": {"steps": loaded.progress.step, **loaded.progress.metrics}}, loaded.progress.elapsed_s / 3600
 
 
 # ---------------------------------------------------------------------------------------------- ship
 def cmd_ship(args: argparse.Namespace) -> None:
-    from cadenza.checkpoint import load_model_folder
-
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    state, config = load_model_folder(run / args.which)
+    state, config, hours = trained_generator(run, args.which)
     gen = build_generator(config)
     gen.load_state_dict(state)
     gen.eval()
@@ -233,7 +187,6 @@ def cmd_ship(args: argparse.Namespace) -> None:
     print(json.dumps({"vocoder_mel_l1": ours, "griffin_lim_mel_l1": gl, "clips": int(audio.shape[0])}))
     if ours >= gl and not args.force:
         raise SystemExit("not shipped: the vocoder does not beat Griffin-Lim on held-out mel L1")
-    hours = json.loads((run / "hours.json").read_text())["hours"] if (run / "hours.json").exists() else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     training = {
         **config.get("training", {}),
@@ -291,11 +244,11 @@ def main() -> None:
             p.add_argument("--config", default="default")
             p.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
             p.add_argument("--max-minutes", type=float, default=55.0)
-            p.add_argument("--save-every-s", type=float, default=240.0)
+            p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
             p.add_argument("--val-every", type=int, default=250)
             p.add_argument("--log-every", type=int, default=50)
         else:
-            p.add_argument("--which", default="best", help="best | last_warmup | last_gan")
+            p.add_argument("--which", default="best", help="best | latest (checkpoints of the run) | model (its exported model)")
             p.add_argument("--force", action="store_true")
     p = sub.add_parser("examples", help="write listening examples (original / vocoder / Griffin-Lim)")
     p.add_argument("--manifest", required=True)

@@ -14,35 +14,27 @@ Regimes (``train.mode``): ``joint`` trains base and adapter together (optionally
 ``base_only_steps`` steps of the base alone, at which point the adapter is re-initialised as a
 copy of the base encoder, as in ControlNet); ``adapter`` freezes a trained base loaded from
 ``train.init_from`` and trains only the adapter (the paper's regime); ``base`` trains the base
-alone. Checkpoints are safetensors + JSON, written atomically every few minutes; ``--resume``
-restores weights, EMA, optimizer state, step count and elapsed time.
+alone. The training loop, checkpoints and resume are the runner's (``cadenza.train.runner``,
+``cadenza train generator``); ``train_generator`` is a thin call to it.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import logging
 import math
 import os
-import shutil
-import tempfile
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from safetensors.torch import load_file
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import Dataset
 
 from cadenza.audio import SAMPLE_RATE, MelSpectrogram, normalize_log_mel
-from cadenza.checkpoint import load_model_folder, save_model_folder, save_safetensors_atomic
+from cadenza.checkpoint import load_model_folder
 from cadenza.conditioning.controls import MASK_KEYS, random_control_masks
 from cadenza.conditioning.text import build_text_encoder
-from cadenza.config import write_json_atomic
 from cadenza.controls.base import beats_to_activations
 from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import diffusion_loss, make_noise_scheduler
@@ -50,8 +42,6 @@ from cadenza.generators.model import build_generator
 
 MODES = ("joint", "adapter", "base")
 CONTROL_KEYS = ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")
-CKPT_DIR = "checkpoint"
-MODEL_DIR = "model"
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -259,145 +249,14 @@ class GeneratorModule(L.LightningModule):
         dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.tcfg.get("export_dtype", "float32")]
         return {k: v.detach().to(dtype).contiguous() for k, v in src.state_dict().items()}
 
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, out_dir: str | os.PathLike, optimizer: torch.optim.Optimizer | None) -> Path:
-        """Atomically replace ``out_dir/checkpoint`` (weights, EMA, optimizer, state) and re-export ``out_dir/model``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=out_dir))
-        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        if self.ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        save_safetensors_atomic(tmp / "weights.safetensors", tensors)
-        meta: dict[str, Any] = {"step": self.step_count, "elapsed_s": round(self.elapsed_s, 1), "config": self.config}
-        if optimizer is not None:
-            sd = optimizer.state_dict()
-            opt_tensors = {}
-            for pid, st in sd["state"].items():
-                for key, val in st.items():
-                    opt_tensors[f"{pid}.{key}"] = val if torch.is_tensor(val) else torch.tensor(val)
-            save_safetensors_atomic(tmp / "optimizer.safetensors", opt_tensors)
-            meta["param_groups"] = sd["param_groups"]
-        write_json_atomic(tmp / "state.json", meta)
-        final, old = out_dir / CKPT_DIR, out_dir / f"{CKPT_DIR}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
-        config = {**self.config, "trained": {"steps": self.step_count, "minutes": round(self.elapsed_s / 60, 1)}}
-        save_model_folder(out_dir / MODEL_DIR, self.export_weights(), config)
-        return final
 
-    def load_checkpoint(self, out_dir: str | os.PathLike) -> dict[str, Any] | None:
-        """Restore weights/EMA/step from ``out_dir/checkpoint`` (or ``.old`` after an interrupted save)."""
-        out_dir = Path(out_dir)
-        for folder in (out_dir / CKPT_DIR, out_dir / f"{CKPT_DIR}.old"):
-            if (folder / "state.json").exists():
-                break
-        else:
-            return None
-        meta = json.loads((folder / "state.json").read_text())
-        tensors = load_file(str(folder / "weights.safetensors"))
-        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        if self.ema is not None:
-            ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-            self.ema.load_state_dict(ema if ema else self.net.state_dict())
-        self.step_count = int(meta["step"])
-        self.elapsed_s = float(meta.get("elapsed_s", 0.0))
-        opt_path = folder / "optimizer.safetensors"
-        if opt_path.exists() and "param_groups" in meta:
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, val in load_file(str(opt_path)).items():
-                pid, name = key.split(".", 1)
-                state.setdefault(int(pid), {})[name] = val
-            meta["optimizer_state"] = {"state": state, "param_groups": meta["param_groups"]}
-        return meta
+def train_generator(config: dict, out_dir: str | os.PathLike, resume: bool = False) -> Path:
+    """Train (or resume) per ``config`` through the one runner; returns the exported ``out_dir/model``.
 
+    The same as ``cadenza train generator CONFIG --out OUT_DIR [--resume]`` (``cadenza.train.runner.fit``),
+    kept for Python callers; the run folder is the runner's (docs/training.md).
+    """
+    from cadenza.train.runner import fit
+    from cadenza.train.tasks import get_task
 
-class CheckpointEvery(L.Callback):
-    """Logs, time/step limits, and safetensors checkpoints every few minutes and at the end."""
-
-    def __init__(self, out_dir: Path, config: dict, resume_meta: dict | None) -> None:
-        tcfg = config["train"]
-        self.out_dir = out_dir
-        self.every_s = float(tcfg.get("checkpoint_minutes", 5.0)) * 60
-        self.max_s = float(tcfg.get("max_minutes", 0) or 0) * 60
-        self.max_steps = int(tcfg.get("max_steps", 0) or 0)
-        self.log_every = int(tcfg.get("log_every", 50))
-        self.resume_meta = resume_meta
-        self.log_path = out_dir / "train_log.jsonl"
-        self._losses: list[float] = []
-
-    def on_train_start(self, trainer: L.Trainer, module: GeneratorModule) -> None:
-        if self.resume_meta and "optimizer_state" in self.resume_meta:
-            trainer.optimizers[0].load_state_dict(self.resume_meta["optimizer_state"])
-        self._t0 = self._last_save = time.monotonic()
-        self._elapsed0 = module.elapsed_s
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: GeneratorModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        now = time.monotonic()
-        module.elapsed_s = self._elapsed0 + (now - self._t0)
-        self._losses.append(module.last_loss)
-        step = module.step_count
-        if self.log_every and step % self.log_every == 0:
-            line = {
-                "step": step, "loss": round(float(np.mean(self._losses)), 5), "elapsed_min": round(module.elapsed_s / 60, 2),
-                "lr": trainer.optimizers[0].param_groups[0]["lr"], "phase": module.last_phase,
-            }
-            self._losses.clear()
-            print(json.dumps(line), flush=True)
-            with open(self.log_path, "a") as fh:
-                fh.write(json.dumps(line) + "\n")
-        if (self.max_steps and step >= self.max_steps) or (self.max_s and module.elapsed_s >= self.max_s):
-            trainer.should_stop = True
-        if now - self._last_save >= self.every_s:
-            module.save_checkpoint(self.out_dir, trainer.optimizers[0])
-            self._last_save = now
-
-    def on_train_end(self, trainer: L.Trainer, module: GeneratorModule) -> None:
-        module.save_checkpoint(self.out_dir, trainer.optimizers[0])
-
-
-def train_generator(config: dict, out_dir: str | os.PathLike, resume: bool = False, dataset: Any = None) -> Path:
-    """Train (or resume) per ``config``; returns the exported model folder ``out_dir/model``."""
-    tcfg = config["train"]
-    out_dir = Path(out_dir)
-    ckpt_state = out_dir / CKPT_DIR / "state.json"
-    if not resume and ckpt_state.exists():
-        raise CadenzaError(f"{out_dir} already holds a training run", "pass --resume to continue it, or choose a new --out folder")
-    torch.set_num_threads(int(tcfg.get("threads", 1)))
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    L.seed_everything(int(tcfg.get("seed", 0)), verbose=False)
-    module = GeneratorModule(config)
-    meta = module.load_checkpoint(out_dir) if resume else None
-    if resume and meta is None:
-        print(f"no checkpoint in {out_dir}; starting fresh", flush=True)
-    if meta is not None:
-        module.generator.manual_seed(int(tcfg.get("seed", 0)) + module.step_count)
-        print(f"resumed from step {module.step_count} ({module.elapsed_s / 60:.1f} min)", flush=True)
-    max_steps = int(tcfg.get("max_steps", 0) or 0)
-    if max_steps and module.step_count >= max_steps:
-        print(f"already trained {module.step_count} steps (max_steps {max_steps})", flush=True)
-        return out_dir / MODEL_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "config.json", config)
-    dataset = dataset if dataset is not None else build_dataset(config)
-    if meta is None and not tcfg.get("init_from") and config.get("diffusion", {}).get("standardize_mel", True):
-        module.fit_mel_stats(dataset, int(config.get("diffusion", {}).get("stats_clips", 64)))
-    data = config.get("data", {})
-    loader = DataLoader(
-        dataset, batch_size=int(data.get("batch_size", 8)), collate_fn=collate, num_workers=int(data.get("num_workers", 0)),
-        shuffle=not isinstance(dataset, IterableDataset), drop_last=not isinstance(dataset, IterableDataset),
-    )
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=-1, max_epochs=-1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        gradient_clip_val=float(tcfg.get("grad_clip", 0.0)) or None,
-        callbacks=[CheckpointEvery(out_dir, config, meta)],
-    )
-    trainer.fit(module, loader)
-    return out_dir / MODEL_DIR
+    return fit(get_task("generator"), config, out_dir, resume=resume)

@@ -292,7 +292,7 @@ class VocoderTask(Task):
     name, config_kind = "vocoder", "vocoder"
     track = "mel_l1"
     manual_grad_sync = True
-    defaults = {"data": {"source": "manifest", "synthetic_clips": 4, "synthetic_seconds": 1.0}}
+    defaults = {"data": {"source": "manifest", "synthetic_clips": 4, "synthetic_seconds": 1.0, "val_clips": 12, "val_seconds": 3.0}}
 
     def build_module(self, config: dict) -> torch.nn.Module:
         from cadenza.train.vocoder import VocoderModule
@@ -318,6 +318,24 @@ class VocoderTask(Task):
         with fabric.autocast():
             inner.training_step(batch, 0)  # D and G updates via self.optimizers() / manual_backward (Fabric-aware)
         return dict(inner.last_log)
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """``mel_l1`` of the generator's resynthesis of fixed held-out crops (the manifest's test split,
+        or tones of another seed for synthetic data); the "best" checkpoint follows it."""
+        from cadenza.train.vocoder import heldout_crops, mel_l1
+
+        m, data = _inner(module), config.get("data", {})
+        n, seconds = int(data.get("val_clips", 12)), float(data.get("val_seconds", 3.0))
+        if n <= 0:
+            return {}
+        if getattr(m, "_cadenza_val", None) is None:
+            seed = int(config["train"].get("seed", 0))
+            if data.get("source") == "synthetic":
+                m._cadenza_val = torch.from_numpy(np.stack(synthetic_tones(n, seconds, seed + 1_000_003, int(config.get("mel", {}).get("sample_rate", 22050)))))
+            else:
+                m._cadenza_val = heldout_crops(config["train"]["data"], n, seconds, seed)
+        m.generator.eval()
+        return {"mel_l1": mel_l1(m.generator, m._cadenza_val, m.mel)}
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         gen = module.generator

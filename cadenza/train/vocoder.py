@@ -10,8 +10,8 @@ Two phases, chosen for a one-CPU-core budget:
    discriminators with hinge losses, feature matching and the mel loss — which removes the
    metallic buzz that magnitude losses alone leave.
 
-Training state (generator, discriminators, optimiser moments, step) is saved as safetensors +
-JSON (never pickle), atomically, so a stopped run resumes where it left off.
+The loop, checkpoints and resume are the runner's (``cadenza train vocoder``); validation is
+``mel_l1`` on fixed held-out crops (``heldout_crops``), which also picks the "best" checkpoint.
 """
 
 from __future__ import annotations
@@ -19,21 +19,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from cadenza.audio import MelConfig, MelSpectrogram, load_audio
-from cadenza.checkpoint import save_safetensors_atomic
-from cadenza.config import write_json_atomic
 from cadenza.errors import CadenzaError
 from cadenza.representations.discriminators import (
     MultiPeriodDiscriminator,
@@ -215,85 +210,31 @@ class VocoderModule(L.LightningModule):
         logs["loss_g"] = float(loss_g.detach())
         self.last_log = logs
 
-    # --- state (safetensors + JSON, no pickle) --------------------------------------------------
-    def train_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """All tensors (weights + optimiser moments) and a JSON-able description."""
-        tensors = {f"model.{k}": v for k, v in self.state_dict().items()}
-        meta: dict[str, Any] = {"step": int(self.step_count), "optimizers": []}
-        opts = self.optimizers() if self._trainer is not None else []
-        for i, opt in enumerate(opts if isinstance(opts, list) else [opts]):
-            opt = getattr(opt, "optimizer", opt)
-            sd = opt.state_dict()
-            for pid, st in sd["state"].items():
-                for key, val in st.items():
-                    tensors[f"opt{i}.{pid}.{key}"] = val if isinstance(val, Tensor) else torch.tensor(val)
-            meta["optimizers"].append({"param_groups": sd["param_groups"]})
-        return tensors, meta
 
-    def save_train_state(self, folder: str | os.PathLike) -> Path:
-        folder = Path(folder)
-        tensors, meta = self.train_state()
-        meta["config"] = self.config
-        save_safetensors_atomic(folder / "train_state.safetensors", tensors)
-        write_json_atomic(folder / "train_state.json", meta)  # written last: its presence marks a complete state
-        return folder
-
-    def load_train_state(self, folder: str | os.PathLike, optimizers: list[torch.optim.Optimizer] | None = None) -> int:
-        """Restore weights (and optimiser moments when given); returns the step."""
-        folder = Path(folder)
-        meta = json.loads((folder / "train_state.json").read_text())
-        tensors = load_file(str(folder / "train_state.safetensors"))
-        self.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-        for i, opt in enumerate(optimizers or []):
-            opt = getattr(opt, "optimizer", opt)
-            state: dict[int, dict[str, Tensor]] = {}
-            prefix = f"opt{i}."
-            for k, v in tensors.items():
-                if k.startswith(prefix):
-                    pid, key = k[len(prefix) :].split(".", 1)
-                    state.setdefault(int(pid), {})[key] = v
-            opt.load_state_dict({"state": state, "param_groups": meta["optimizers"][i]["param_groups"]})
-        return int(meta["step"])
+# ---------------------------------------------------------------------------------------------- held-out
+def heldout_crops(manifest: str | os.PathLike, n: int, seconds: float, seed: int = 0) -> Tensor:
+    """Fixed crops from the manifest's test split (else its last ``n`` clips), skipping silent ones."""
+    clips = read_manifest(manifest, "test") or read_manifest(manifest)[-n:]
+    rng = np.random.default_rng(seed)
+    length = int(seconds * 22050) // 256 * 256
+    crops = []
+    for p in clips:
+        a = load_audio(p)
+        if a.shape[0] < length or np.abs(a).max() < 1e-3:
+            continue
+        s = int(rng.integers(0, a.shape[0] - length + 1))
+        crops.append(torch.from_numpy(a[s : s + length]))
+        if len(crops) == n:
+            break
+    if not crops:
+        raise CadenzaError(f"{manifest}: no held-out clip of at least {seconds} s", "add longer test clips or lower data.val_seconds")
+    return torch.stack(crops)
 
 
-class TrainStateCheckpoint(L.Callback):
-    """Save the full train state every ``every_s`` seconds and at the end; resume from it at the start."""
-
-    def __init__(self, folder: str | os.PathLike, every_s: float = 300.0, resume: bool = True, log_every: int = 50, log_path: str | os.PathLike | None = None) -> None:
-        self.folder, self.every_s, self.resume, self.log_every = Path(folder), every_s, resume, log_every
-        self.log_path = Path(log_path) if log_path else None
-        self._last = time.monotonic()
-        self._t0 = time.monotonic()
-
-    def on_train_start(self, trainer: L.Trainer, module: VocoderModule) -> None:
-        if self.resume and (self.folder / "train_state.json").exists():
-            step = module.load_train_state(self.folder, module.optimizers())
-            print(f"resumed from {self.folder} at step {step}", flush=True)
-        self._last = self._t0 = time.monotonic()
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: VocoderModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = int(module.step_count)
-        if self.log_every and step % self.log_every == 0:
-            line = {"step": step, "elapsed_s": round(time.monotonic() - self._t0, 1), **{k: round(v, 4) for k, v in module.last_log.items()}}
-            print(json.dumps(line), flush=True)
-            if self.log_path:
-                with open(self.log_path, "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-        if step >= module.config["train"]["max_steps"]:
-            trainer.should_stop = True
-        if time.monotonic() - self._last >= self.every_s:
-            module.save_train_state(self.folder)
-            self._last = time.monotonic()
-
-    def on_train_end(self, trainer: L.Trainer, module: VocoderModule) -> None:
-        module.save_train_state(self.folder)
-
-
-def make_trainer(max_steps: int, callbacks: list[L.Callback], max_time_s: float | None = None) -> L.Trainer:
-    """A quiet CPU trainer (no Lightning checkpoints or loggers: we save safetensors ourselves)."""
-    return L.Trainer(
-        accelerator="cpu", devices=1, max_steps=-1 if max_time_s else max_steps * 2 + 10,
-        max_time={"seconds": int(max_time_s)} if max_time_s else None,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=callbacks, num_sanity_val_steps=0, limit_val_batches=0,
-    )
+@torch.no_grad()
+def mel_l1(generator: torch.nn.Module, audio: Tensor, mel: MelSpectrogram) -> float:
+    """Mean absolute log-mel error of the generator's resynthesis of ``audio`` (the validation metric)."""
+    logmel = mel(audio)
+    out = mel(generator(logmel))
+    frames = min(out.shape[-1], logmel.shape[-1])
+    return float((out[..., :frames] - logmel[..., :frames]).abs().mean())

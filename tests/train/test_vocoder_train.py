@@ -1,8 +1,9 @@
-"""Vocoder training: Lightning steps run and learn, the train state round-trips without pickle, data loading."""
+"""Vocoder training: runner steps train G and D and validate on held-out crops, the losses learn, data loading."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from cadenza.audio import save_audio
 from cadenza.config import load_config
 from cadenza.errors import CadenzaError
 from cadenza.representations.discriminators import anti_wrap, phase_loss
-from cadenza.train.vocoder import RandomCropDataset, TrainStateCheckpoint, VocoderModule, make_trainer, read_manifest
+from cadenza.train.vocoder import RandomCropDataset, VocoderModule, read_manifest
 
 
 @pytest.fixture
@@ -32,33 +33,29 @@ def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.named_parameters()}
 
 
-def test_two_lightning_steps_change_generator_and_discriminators(manifest, tmp_path) -> None:
-    torch.manual_seed(0)
-    config = load_config("vocoder", "tiny")  # gan_start=1: step 0 is warm-up, step 1 is adversarial
-    module = VocoderModule(config)
-    gen0, mpd0, mrd0 = _params(module.generator), _params(module.mpd), _params(module.mrd)
-    data = RandomCropDataset(read_manifest(manifest, "train"), config["train"]["crop_samples"], seed=0)
-    loader = torch.utils.data.DataLoader(data, batch_size=config["train"]["batch_size"])
-    ckpt = TrainStateCheckpoint(tmp_path / "run", every_s=1e9, log_every=0)
-    make_trainer(config["train"]["max_steps"], [ckpt]).fit(module, loader)
-    assert int(module.step_count) == 2
-    assert any(not torch.equal(gen0[k], v) for k, v in _params(module.generator).items())
-    assert any(not torch.equal(mpd0[k], v) for k, v in _params(module.mpd).items())  # the GAN step ran
-    assert any(not torch.equal(mrd0[k], v) for k, v in _params(module.mrd).items())
-    assert {"loss_d", "adv", "fm", "mel_l1"} <= set(module.last_log)
-    assert all(np.isfinite(v) for v in module.last_log.values())
+def test_two_runner_steps_train_generator_and_discriminators_and_validate(manifest, tmp_path) -> None:
+    import lightning as L
+    from safetensors.torch import load_file
 
-    # the train state (weights + Adam moments) was saved as safetensors + JSON and restores exactly
-    meta = json.loads((tmp_path / "run" / "train_state.json").read_text())
-    assert meta["step"] == 2 and len(meta["optimizers"]) == 2
-    fresh = VocoderModule(config)
-    opts = fresh.configure_optimizers()
-    step = fresh.load_train_state(tmp_path / "run", opts)
-    assert step == 2 and int(fresh.step_count) == 2
-    for k, v in module.generator.state_dict().items():
-        assert torch.equal(fresh.generator.state_dict()[k], v)
-    first = next(iter(opts[0].state.values()))
-    assert first["exp_avg"].abs().sum() > 0
+    from cadenza.train.runner import fit
+    from cadenza.train.tasks import get_task, load_task_config
+
+    task = get_task("vocoder")  # tiny: gan_start=1, so step 0 is warm-up and step 1 adversarial
+    config = load_task_config(task, "tiny", [f"train.data={manifest}", "train.max_steps=2", "data.val_clips=1", "data.val_seconds=0.3"])
+    L.seed_everything(config["train"].get("seed", 0), verbose=False)
+    start = VocoderModule(config).state_dict()  # the runner seeds and builds the module the same way
+    fit(task, config, tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "step-000000002"
+    after = load_file(str(ckpt / "model.safetensors"))
+    for part in ("generator.", "mpd.", "mrd."):  # the warm-up and the GAN step both ran
+        assert any(not torch.equal(start[k], after[k]) for k in start if k.startswith(part)), part
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["progress"]["step"] == 2 and len(state["optimizers"]) == 2  # both Adam states saved
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert {"loss_d", "adv", "fm", "mel_l1"} <= set(log[0]) and all(np.isfinite(v) for v in log[0].values())
+    val = [x["val_mel_l1"] for x in log if "val_mel_l1" in x]
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert val and best["metric"] == "val_mel_l1" and best["value"] == pytest.approx(val[-1])  # held-out crops from the test split
 
 
 def test_warmup_steps_reduce_mel_loss(manifest) -> None:
@@ -101,3 +98,29 @@ def test_manifest_and_crops(manifest, tmp_path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"split": "train"}\n')
     with pytest.raises(CadenzaError, match="no 'path'"):
         read_manifest(tmp_path / "bad.jsonl")
+
+
+def test_train_vocoder_script_trains_through_the_runner_and_its_tools_read_the_run(manifest, tmp_path, monkeypatch) -> None:
+    import importlib.util
+    import sys
+
+    from cadenza.train.state import CheckpointManager
+
+    spec = importlib.util.spec_from_file_location("train_vocoder", str(Path(__file__).resolve().parents[2] / "scripts" / "train_vocoder.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = tmp_path / "run"
+    common = ["--manifest", str(manifest), "--run", str(run), "--val-clips", "1", "--val-seconds", "0.3"]
+    for steps in (1, 2):  # the second call resumes by itself
+        monkeypatch.setattr(sys, "argv", ["train_vocoder.py", "train", *common, "--config", "tiny", "--set", f"train.max_steps={steps}"])
+        script.main()
+    assert [p.name for p in CheckpointManager(run).folders()] == ["step-000000001", "step-000000002"]
+    assert json.loads((run / "run.json").read_text())["resumed_from"].endswith("step-000000001")
+    state, config, hours = script.trained_generator(run, "best")
+    gen = script.build_generator(config)
+    gen.load_state_dict(state)  # the best checkpoint's generator, as `ship` builds it
+    assert config["training"]["steps"] in (1, 2) and hours is not None
+    out = tmp_path / "examples"
+    monkeypatch.setattr(sys, "argv", ["train_vocoder.py", "examples", "--manifest", str(manifest), "--model", str(run / "model"), "--out", str(out), "--clips", "1", "--seconds", "0.3"])
+    script.main()
+    assert sorted(p.name for p in out.iterdir()) == ["clip0_griffinlim.flac", "clip0_original.flac", "clip0_vocoder.flac"]
