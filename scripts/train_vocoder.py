@@ -135,22 +135,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     Resumes by itself when ``RUN`` already holds checkpoints (as this script always did); "best"
     follows ``val_mel_l1`` on fixed held-out crops of the manifest's test split.
     """
-    from cadenza.train.runner import fit
-    from cadenza.train.state import CheckpointManager
-    from cadenza.train.tasks import get_task, load_task_config
+    from cadenza.train.runner import fit_folder
 
-    task = get_task("vocoder")
     overrides = [
-        f"train.data={args.manifest}", f"launch.threads={args.threads}", f"data.val_clips={args.val_clips}",
-        f"data.val_seconds={args.val_seconds}", f"log.val_every_steps={args.val_every}", f"log.every_steps={args.log_every}",
-        f"checkpoint.every_steps={args.checkpoint_every}", *args.set,
+        f"train.data={args.manifest}", f"data.val_clips={args.val_clips}", f"data.val_seconds={args.val_seconds}",
+        f"log.val_every_steps={args.val_every}", f"log.every_steps={args.log_every}", f"checkpoint.every_steps={args.checkpoint_every}", *args.set,
     ]
-    config = load_task_config(task, args.config, overrides)
-    config["train"]["max_minutes"] = args.max_minutes
-    resume = bool(CheckpointManager(args.run).folders())
-    print(f"= cadenza train vocoder {args.config} {' '.join(overrides)} train.max_minutes={args.max_minutes} --out {args.run}"
-          + (" --resume" if resume else ""), flush=True)
-    fit(task, config, args.run, resume=resume)
+    fit_folder("vocoder", args.config, overrides, args.run, args.max_minutes, args.threads)
 
 
 def trained_generator(run: Path, which: str) -> tuple[dict[str, torch.Tensor], dict, float | None]:

@@ -16,14 +16,17 @@ neighbours); the loss is binary cross-entropy with beats and downbeats up-weight
 sparse) and padded frames ignored. The valid split is scored with the full tracker (mir_eval
 F-measure, 70 ms) and the best model folder kept.
 
-Run in the background (atomic safetensors + JSON checkpoints; an interrupted run resumes):
+Train with the one runner (docs/training.md); the valid split's F1 picks the "best" checkpoint:
 
+    nohup nice cadenza train beats small data.corpus=data/corpus-small train.max_minutes=20 --out runs/beats/small &
+    # the same, resuming by itself when the folder holds checkpoints:
     nohup nice python -m cadenza.train.beats --data data/corpus-small --out runs/beats/small --max-minutes 20 &
 
-The run folder holds ``model/`` (the best model folder, loadable with
-``NeuralBeatTracker.load``), ``last/`` (the latest one), ``train_state.*`` and ``log.jsonl``.
-``python -m cadenza.train.beats --ship runs/beats/small/model`` copies a model folder to the
-shipped ``cadenza/weights/beats`` with the current post-filter settings.
+The run folder holds ``best/`` (the best model folder, loadable with ``NeuralBeatTracker.load``),
+``model/`` (the last one), ``checkpoints/`` and the logs. ``python -m cadenza.train.beats --ship
+runs/beats/small/best`` copies a model folder to the shipped ``cadenza/weights/beats`` with the
+current post-filter settings. ``train()`` below is the older ``L.Trainer`` loop with its own
+folder format (``train_state.*``, ``log.jsonl``), kept only while its tests use it.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from torch.utils.data import IterableDataset
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
 from cadenza.checkpoint import save_safetensors_atomic
-from cadenza.config import load_config, write_json_atomic
+from cadenza.config import write_json_atomic
 from cadenza.controls.base import ControlSet, beats_to_activations
 from cadenza.controls.beat_tracker import BeatTCN, NeuralBeatTracker
 from cadenza.errors import CadenzaError
@@ -384,7 +387,7 @@ class BeatCheckpoint(L.Callback):
 
 
 def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:
-    """Train (or resume) the beat tracker; returns the best model folder ``run/model``."""
+    """The older Trainer loop (deprecated: use ``cadenza train beats``); returns the best model folder ``run/model``."""
     torch.set_num_threads(threads)
     t = config["train"]
     L.seed_everything(t.get("seed", 0), verbose=False)
@@ -433,7 +436,7 @@ def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None) -> Pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cadenza.train.beats", description="Train the beat/downbeat TCN on CPU.")
     parser.add_argument("--data", default=None, help="rendered data set folder (manifest.jsonl with score controls; ideally a feature cache)")
-    parser.add_argument("--out", default=None, help="run folder (resumes if it holds a train state)")
+    parser.add_argument("--out", default=None, help="run folder (resumes if it holds checkpoints)")
     parser.add_argument("--config", default="small", help="shipped config name or a .json path")
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
@@ -450,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data or not args.out:
         parser.error("--data and --out are needed to train")
     try:
-        folder = train(load_config("beats", args.config, args.overrides), args.data, args.out, args.max_minutes, args.threads)
+        from cadenza.train.runner import fit_folder
+
+        folder = fit_folder("beats", args.config, [f"data.corpus={args.data}", *args.overrides], args.out, args.max_minutes, args.threads)
     except CadenzaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,12 +8,15 @@ Clips of one arrangement often share a caption; two such clips in a batch are no
 each other, so the targets are **multi-positive**: row i spreads its probability evenly over
 every column whose caption text equals its own (plain InfoNCE when captions are distinct).
 
-Run in the background (it saves safetensors + JSON atomically and resumes):
+Train with the one runner (docs/training.md):
 
+    nohup nice cadenza train clap small data.corpus=data/corpus-small train.max_minutes=28 --out runs/clap/small &
+    # the same, resuming by itself when the folder holds checkpoints:
     nohup nice python -m cadenza.train.clap --data data/corpus-small --out runs/clap/small --max-minutes 28 &
 
 The run folder holds ``model/`` (a CLAP model folder, loadable with ``cadenza.eval.clap.Clap.load``),
-``train_state.*`` (weights + optimiser moments for resuming) and ``log.jsonl``.
+``checkpoints/`` and the logs. ``train()`` below is the older ``L.Trainer`` loop with its own folder
+format (``train_state.*``, ``log.jsonl``), kept only while its tests use it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from torch.utils.data import IterableDataset
 
 from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
 from cadenza.checkpoint import save_safetensors_atomic
-from cadenza.config import load_config, write_json_atomic
+from cadenza.config import write_json_atomic
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
 from cadenza.errors import CadenzaError
 from cadenza.eval.clap import Clap, ClapModel, retrieval_metrics
@@ -296,7 +299,7 @@ def eval_set(corpus: ClapCorpus, encoder: TextEncoder) -> tuple[list[Tensor], Te
 
 
 def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:
-    """Train (or resume) a CLAP model; returns the model folder ``run/model``."""
+    """The older Trainer loop (deprecated: use ``cadenza train clap``); returns the model folder ``run/model``."""
     torch.set_num_threads(threads)
     t = config["train"]
     L.seed_everything(t.get("seed", 0), verbose=False)
@@ -329,14 +332,16 @@ def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_min
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cadenza.train.clap", description="Train the small CLAP text–audio model on CPU.")
     parser.add_argument("--data", required=True, help="data set folder with manifest.jsonl (and ideally a feature cache)")
-    parser.add_argument("--out", required=True, help="run folder (resumes if it holds a train state)")
+    parser.add_argument("--out", required=True, help="run folder (resumes if it holds checkpoints)")
     parser.add_argument("--config", default="small", help="shipped config name or a .json path")
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.batch_size=16")
     args = parser.parse_args(argv)
     try:
-        folder = train(load_config("clap", args.config, args.overrides), args.data, args.out, args.max_minutes, args.threads)
+        from cadenza.train.runner import fit_folder
+
+        folder = fit_folder("clap", args.config, [f"data.corpus={args.data}", *args.overrides], args.out, args.max_minutes, args.threads)
     except CadenzaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

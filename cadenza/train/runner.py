@@ -45,7 +45,7 @@ from cadenza.checkpoint import save_model_folder
 from cadenza.config import write_json_atomic
 from cadenza.errors import CadenzaError
 from cadenza.train.state import CheckpointManager, Progress, capture_rng, module_generators, restore_rng
-from cadenza.train.tasks import DataSpec, Task, deep_merge, get_task, set_step
+from cadenza.train.tasks import DataSpec, Task, deep_merge, get_task, set_step, step_of
 
 RUNNER_DEFAULTS: dict[str, Any] = {
     "launch": {
@@ -453,6 +453,7 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
     if rank == 0:
         weights, model_cfg = task.export(_plain(task, config, module, state) if fsdp else module, config, progress)
         save_model_folder(model_dir, weights, model_cfg)
+        _export_best(task, config, manager, out / "best")
     fabric.barrier()
     for logger in fabric.loggers:
         logger.finalize("success")
@@ -543,12 +544,40 @@ def _full_state(fmodule: Any, module: torch.nn.Module, fsdp: bool) -> dict[str, 
     return module.state_dict()
 
 
-def _plain(task: Task, config: dict, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """An unsharded copy of the module holding the gathered ``state`` (what the task exports under FSDP)."""
+def _plain(task: Task, config: dict, module: torch.nn.Module | None, state: dict[str, torch.Tensor], step: int | None = None) -> torch.nn.Module:
+    """An unsharded module holding ``state`` (gathered under FSDP, or a checkpoint's) for the task to export."""
     plain = task.build_module(config)
     plain.load_state_dict(state)
-    set_step(plain, getattr(module, "step_count", 0))
+    set_step(plain, step if step is not None else step_of(module))
     return plain
+
+
+def _export_best(task: Task, config: dict, manager: CheckpointManager, folder: Path) -> None:
+    """``OUT/best``: the model folder of the checkpoint ``best.json`` names (what to ship when it beats the last)."""
+    best = manager.best()
+    loaded = manager.load(prefer=manager.root / best["name"]) if best else None
+    if loaded is None or loaded.folder.name != best["name"]:
+        return
+    weights, model_cfg = task.export(_plain(task, config, None, loaded.model, loaded.progress.step), config, loaded.progress)
+    save_model_folder(folder, weights, {**model_cfg, "best": best})
+
+
+def fit_folder(task: str, config_name: str, overrides: list[str], out: str | os.PathLike, max_minutes: float | None = None,
+               threads: int | None = None) -> Path | None:
+    """``fit`` resuming by itself when ``out`` holds checkpoints: what the older per-model commands did.
+
+    ``python -m cadenza.train.beats`` / ``…clap`` and ``scripts/train_vocoder.py train`` are thin
+    wrappers over this; ``cadenza train`` asks for ``--resume`` explicitly instead.
+    """
+    from cadenza.train.tasks import load_task_config
+
+    the_task = get_task(task)
+    config = load_task_config(the_task, config_name, [*overrides, *([f"launch.threads={threads}"] if threads else [])])
+    if max_minutes is not None:
+        config["train"]["max_minutes"] = max_minutes
+    resume = bool(CheckpointManager(out).folders())
+    print(f"= cadenza train {task} {config_name} {' '.join(overrides)} --out {out}{' --resume' if resume else ''}", file=sys.stderr, flush=True)
+    return fit(the_task, config, out, resume=resume)
 
 
 def _load_optim_states(module: torch.nn.Module, fmodule: Any, opts: list, scheds: list, loaded: Any, fsdp: bool) -> None:
@@ -569,8 +598,9 @@ def _save(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, o
           progress: Progress, config: dict, since_ckpt: list[float], fsdp: bool, val: dict[str, float] | None = None) -> None:
     """Every rank joins (gathers under FSDP, RNG states of all ranks); rank 0 writes.
 
-    "best" follows the task's validation metric (``val_<task.track>``) when it has one, else the
-    mean training loss since the previous checkpoint.
+    "best" follows the task's validation metric (``val_<task.val_best or task.track>``, highest
+    wins when ``task.val_higher_is_better``) when it has one, else the mean training loss since the
+    previous checkpoint.
     """
     state = _full_state(fmodule, module, fsdp)
     if fsdp:
@@ -591,11 +621,11 @@ def _save(fabric: L.Fabric, task: Task, fmodule: Any, module: torch.nn.Module, o
     else:
         track = track_local
     progress.metrics = {task.track: track} if np.isfinite(track) else {}
-    metric = task.track
-    if val and f"val_{task.track}" in val:
-        metric = f"val_{task.track}"
+    metric, higher = task.track, False
+    if val and f"val_{task.val_best or task.track}" in val:
+        metric, higher = f"val_{task.val_best or task.track}", task.val_higher_is_better
         track = val[metric]
         progress.metrics.update(val)
     if fabric.global_rank == 0:
-        manager.save(state, optim, [s.state_dict() for s in scheds], rng, progress, config, track=track if np.isfinite(track) else None, metric=metric)
+        manager.save(state, optim, [s.state_dict() for s in scheds], rng, progress, config, track=track if np.isfinite(track) else None, metric=metric, higher_is_better=higher)
     fabric.barrier()

@@ -222,10 +222,11 @@ class CheckpointManager:
         extra: dict | None = None,
         track: float | None = None,
         metric: str = "loss",
+        higher_is_better: bool = False,
     ) -> Path:
         """Write one checkpoint atomically, move ``latest`` to it, update ``best`` and prune.
 
-        ``best.json`` names the folder with the lowest ``track`` of the ``metric`` it records; a
+        ``best.json`` names the folder with the lowest (or highest) ``track`` of its ``metric``; a
         best of another metric (a run resumed once validation exists; older files name none and
         meant the training loss) is not comparable, so the new value replaces it.
         """
@@ -265,8 +266,9 @@ class CheckpointManager:
         if track is not None and self.keep_best:
             prev = self.best()
             prev_metric = prev.get("metric", "" if metric.startswith("val_") else metric) if prev else None  # older files: a training loss
-            if prev is None or not (self.root / prev["name"]).is_dir() or prev_metric != metric or track < float(prev["value"]):
-                write_json_atomic(self.root / BEST, {"name": name, "value": float(track), "step": progress.step, "metric": metric})
+            better = prev is None or (track > float(prev["value"]) if higher_is_better else track < float(prev["value"]))
+            if prev is None or not (self.root / prev["name"]).is_dir() or prev_metric != metric or better:
+                write_json_atomic(self.root / BEST, {"name": name, "value": float(track), "step": progress.step, "metric": metric, "higher_is_better": higher_is_better})
         self.prune()
         return final
 

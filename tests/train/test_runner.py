@@ -238,3 +238,24 @@ def test_validation_is_logged_picks_best_and_leaves_training_unchanged(tmp_path)
     assert "val_loss" in (tmp_path / "val" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     no_val = json.loads((tmp_path / "plain" / "checkpoints" / "best.json").read_text())
     assert no_val["metric"] == "loss"  # without a validation set: the training loss, as before
+
+
+def test_old_beats_and_clap_commands_are_runner_calls_that_resume_and_keep_the_best(tmp_path):
+    from cadenza.controls.beat_tracker import NeuralBeatTracker
+    from cadenza.train import beats, clap
+    from cadenza.train.state import CheckpointManager
+
+    for module, name in ((beats, "beats"), (clap, "clap")):
+        out = tmp_path / name
+        for steps in (1, 2):  # the second call resumes by itself, as these commands always did
+            args = ["--data", "unused", "--out", str(out), "--config", "debug", "data.source=synthetic", f"train.max_steps={steps}", "checkpoint.every_steps=1"]
+            assert module.main([*args, "data.val_clips=4"] if name == "beats" else args) == 0
+        assert [p.name for p in CheckpointManager(out).folders()] == ["step-000000001", "step-000000002"], name
+        assert json.loads((out / "run.json").read_text())["resumed_from"].endswith("step-000000001")
+    out = tmp_path / "beats"
+    f1 = {x["step"]: x["val_f1"] for x in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "val_f1" in x}
+    best = json.loads((out / "checkpoints" / "best.json").read_text())
+    assert sorted(f1) == [1, 2] and best["metric"] == "val_f1" and best["higher_is_better"]
+    assert best["value"] == pytest.approx(max(f1.values()))  # the highest F1 wins
+    tracker = NeuralBeatTracker.load(out / "best")  # the best checkpoint, exported as a model folder to ship
+    assert json.loads((out / "best" / "config.json").read_text())["best"]["name"] == best["name"] and tracker.model is not None

@@ -91,6 +91,21 @@ def test_keep_last_k_and_best(tmp_path):
         CheckpointManager(tmp_path, keep_last=0)
 
 
+def test_best_by_a_validation_metric_replaces_an_older_training_loss_best(tmp_path):
+    net, opt, sched = _trained_adamw(1)
+    manager = CheckpointManager(tmp_path, keep_last=5)
+    _save(manager, net, opt, sched, 1, track=0.1)
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    best.pop("metric")  # a best.json written before metrics were recorded (a training loss)
+    (tmp_path / "checkpoints" / "best.json").write_text(json.dumps(best))
+    progress = lambda step: Progress(step=step)  # noqa: E731
+    for step, f1 in [(2, 0.5), (3, 0.9), (4, 0.7)]:  # F1: higher is better, and not comparable with the old loss
+        manager.save(net.state_dict(), [opt.state_dict()], [sched.state_dict()], [capture_rng(net)], progress(step), {}, track=f1, metric="val_f1", higher_is_better=True)
+    assert manager.best() == {"name": "step-000000003", "value": 0.9, "step": 3, "metric": "val_f1", "higher_is_better": True}
+    manager.save(net.state_dict(), [opt.state_dict()], [sched.state_dict()], [capture_rng(net)], progress(5), {}, track=0.2)
+    assert manager.best()["step"] == 5 and manager.best()["metric"] == "loss"  # the metric changed again: replaced
+
+
 def test_damaged_or_interrupted_checkpoints_are_skipped(tmp_path):
     net, opt, sched = _trained_adamw(1)
     manager = CheckpointManager(tmp_path, keep_last=5)
