@@ -14,8 +14,8 @@ from cadenza.cli import main
 from cadenza.config import load_config
 from cadenza.controls.base import ControlSet
 from cadenza.errors import CadenzaError
+from cadenza.eval.adherence import control_adherence
 from cadenza.generators import build_generator
-from cadenza.generators.adherence import control_adherence
 
 FAST = {"steps": 2}
 

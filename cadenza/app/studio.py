@@ -208,7 +208,7 @@ class Studio:
         from cadenza.config import write_json_atomic
         from cadenza.controls.extract import extract_controls
         from cadenza.controls.files import save_csvs
-        from cadenza.generators.adherence import control_adherence
+        from cadenza.eval.adherence import control_adherence
         from cadenza.app.figure import adherence_line, plot_overlay
 
         t0 = time.perf_counter()
