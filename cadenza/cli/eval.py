@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from cadenza.cli.progress import QUIET_HELP, progress_bar
+
 console = Console(stderr=True)
 
 
@@ -43,7 +45,10 @@ def make_cases(
     n: int = typer.Option(32, "--n", help="Number of cases."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed → same case set)."),
     duration: float = typer.Option(None, "--duration", help="Seconds per case (default: the clip's length; 6 for --created)."),
-    rhythm_tracker: str = typer.Option("dsp", "--rhythm-tracker", help="Beat tracker for extracted controls (use the one eval scores with)."),
+    rhythm_tracker: str = typer.Option(
+        "default", "--rhythm-tracker",
+        help="Beat tracker for extracted controls: default (the trained one, DSP fallback), neural or dsp; use the one eval run scores with.",
+    ),
 ) -> None:
     """Write a case set: extracted controls of held-out corpus clips, or created controls.
 
@@ -78,10 +83,13 @@ def run(
     limit: int = typer.Option(None, "--limit", help="At most N cases per table (a quick look)."),
     cache: Path = typer.Option(None, "--cache", help="Where per-case audio and scores are cached (default: OUT/cache)."),
     embedder: str = typer.Option("default", "--embedder", help="FAD embedder: default, clap, mel-stats or none."),
-    rhythm_tracker: str = typer.Option("dsp", "--rhythm-tracker", help="Beat tracker used to score outputs."),
+    rhythm_tracker: str = typer.Option(
+        "default", "--rhythm-tracker",
+        help="Beat tracker used to score outputs: default (the trained one, DSP fallback, as in 'cadenza controls extract'), neural or dsp.",
+    ),
     max_figures: int = typer.Option(4, "--max-figures", help="Per-case figures to draw: the first N cases of each table."),
     threads: int = typer.Option(None, "--threads", help="Torch threads."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Generate every case under every control subset, measure adherence, CLAP and FAD, write the report (resumable).
 
@@ -95,7 +103,8 @@ def run(
     """
     from cadenza.eval.run import run_eval
 
-    data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, seed=seed, subsets=subsets, limit=limit, cache=cache,
-                    embedder=embedder, rhythm_tracker=rhythm_tracker, max_figures=max_figures, threads=threads,
-                    progress=not quiet)
+    with progress_bar("evaluating cases", console=console, quiet=quiet) as bar:
+        data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, seed=seed, subsets=subsets, limit=limit, cache=cache,
+                        embedder=embedder, rhythm_tracker=rhythm_tracker, max_figures=max_figures, threads=threads,
+                        progress=bar.update)  # (done, total, case id)
     console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({data['config']['n_cases']} cases, {data['run']['wall_s']:g} s)")

@@ -163,7 +163,7 @@ def make_corpus_cases(
     n: int = 32,
     seed: int = 0,
     duration: float | None = None,
-    rhythm_tracker: str = "dsp",
+    rhythm_tracker: str = "default",
 ) -> list[Case]:
     """``n`` held-out clips of ``split``: their controls extracted from the audio, the audio kept as reference.
 

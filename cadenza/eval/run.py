@@ -23,7 +23,7 @@ import os
 import subprocess
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from cadenza.errors import CadenzaError
 from cadenza.eval.adherence import aggregate_scores, compare_controls
 from cadenza.eval.cases import Case, load_cases
 from cadenza.eval.report import to_jsonable
+from cadenza.fsutil import atomic_path
 
 SUBSETS_ALL: tuple[tuple[str, ...], ...] = ((),) + tuple(c for k in (1, 2, 3) for c in combinations(CONTROL_NAMES, k))
 SUBSETS_PAPER: tuple[tuple[str, ...], ...] = ((), ("melody",), ("dynamics",), ("rhythm",), CONTROL_NAMES)
@@ -142,10 +143,9 @@ def _row_file(folder: Path, row: str) -> Path:
 
 
 def _write_flac(path: Path, wave: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, np.clip(wave, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, path)
+    """Write one cached row's audio atomically: an interrupted run leaves no half file for the resume to trust."""
+    with atomic_path(path, suffix=".flac") as tmp:
+        sf.write(tmp, np.clip(wave, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
 
 
 def run_case(
@@ -285,12 +285,18 @@ def run_eval(
     limit: int | None = None,
     cache: str | os.PathLike | None = None,
     embedder: str = "default",
-    rhythm_tracker: str = "dsp",
+    rhythm_tracker: str = "default",
     max_figures: int = 4,
-    progress: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
     threads: int | None = None,
 ) -> dict:
-    """The whole evaluation: returns the results dict also written to ``out/results.json``."""
+    """The whole evaluation: returns the results dict also written to ``out/results.json``.
+
+    ``progress(done, total, case_id)`` is called before each case (``case_id`` is the one about
+    to run) and once at the end; the library draws nothing itself, so the caller decides where
+    progress goes (the CLI: a bar on stderr, silent with ``--quiet``). ``rhythm_tracker``
+    defaults to the trained tracker, as in ``extract_controls`` and ``score_clip``.
+    """
     from cadenza.eval.tables import report_markdown
     from cadenza.pipeline import Cadenza
 
@@ -329,31 +335,27 @@ def run_eval(
     t_start = time.perf_counter()
     results, n_generated, n_figures = [], 0, {}
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("", total=len(cases))
-        for case in cases:
-            bar.update(task, description=case.id)
-            cached = load_cached(cache, case, key)
-            if cached is None:
-                clap = clap or _Clap()
-                result, audio, _, _ = run_case(gen, case, root_of[case.id], chosen, settings, clap, rhythm_tracker)
-                for row, wave in audio.items():
-                    _write_flac(cache / result["rows"][row]["audio"], wave)
-                write_json_atomic(_cache_paths(cache, case)[0], to_jsonable(result))
-                result = json.loads(_cache_paths(cache, case)[0].read_text())
-                n_generated += 1
-            else:
-                result = cached
-            table = result["table"]
-            if n_figures.get(table, 0) < max_figures:
-                if not (figures / f"{case.id}.png").is_file():
-                    draw_case_figure(case, root_of[case.id], result, cache, figures, rhythm_tracker)
-                n_figures[table] = n_figures.get(table, 0) + 1
-            results.append(result)
-            bar.advance(task)
+    report = progress or (lambda done, total, case_id: None)
+    for i, case in enumerate(cases):
+        report(i, len(cases), case.id)
+        cached = load_cached(cache, case, key)
+        if cached is None:
+            clap = clap or _Clap()
+            result, audio, _, _ = run_case(gen, case, root_of[case.id], chosen, settings, clap, rhythm_tracker)
+            for row, wave in audio.items():
+                _write_flac(cache / result["rows"][row]["audio"], wave)
+            write_json_atomic(_cache_paths(cache, case)[0], to_jsonable(result))
+            result = json.loads(_cache_paths(cache, case)[0].read_text())
+            n_generated += 1
+        else:
+            result = cached
+        table = result["table"]
+        if n_figures.get(table, 0) < max_figures:
+            if not (figures / f"{case.id}.png").is_file():
+                draw_case_figure(case, root_of[case.id], result, cache, figures, rhythm_tracker)
+            n_figures[table] = n_figures.get(table, 0) + 1
+        results.append(result)
+    report(len(cases), len(cases), "")
 
     summary = aggregate(results, cache, embedder)
     data = {

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from cadenza.audio.mel import MelConfig, normalize_log_mel
 from cadenza.checkpoint import load_model_folder, save_model_folder
 from cadenza.errors import CadenzaError
+from cadenza.fsutil import atomic_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "vocoder"
 MAX_MAGNITUDE = 100.0  # clip on exp(log_mag): a guard against blow-ups early in training
@@ -407,9 +408,8 @@ def export_vocoder(
         with torch.no_grad():
             traced = torch.jit.trace(gen, example, check_trace=False)
         path = out / "vocoder.ts"
-        tmp = out / f".{path.name}.tmp"
-        traced.save(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # a failed save leaves neither a half file nor a stray temp file
+            traced.save(str(tmp))
         return path
     if fmt == "onnx":
         try:
@@ -417,12 +417,11 @@ def export_vocoder(
         except ImportError:
             raise CadenzaError("ONNX export needs the 'onnx' package", "pip install onnx, or export --format torchscript") from None
         path = out / "vocoder_spectrum.onnx"
-        tmp = out / f".{path.name}.tmp.onnx"
-        torch.onnx.export(
-            _SpectrumOnly(gen), (example,), str(tmp), input_names=["logmel"], output_names=["real", "imag"],
-            dynamic_axes={"logmel": {0: "batch", 2: "frames"}, "real": {0: "batch", 2: "frames"}, "imag": {0: "batch", 2: "frames"}},
-            opset_version=17, dynamo=False,
-        )
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".onnx") as tmp:
+            torch.onnx.export(
+                _SpectrumOnly(gen), (example,), str(tmp), input_names=["logmel"], output_names=["real", "imag"],
+                dynamic_axes={"logmel": {0: "batch", 2: "frames"}, "real": {0: "batch", 2: "frames"}, "imag": {0: "batch", 2: "frames"}},
+                opset_version=17, dynamo=False,
+            )
         return path
     raise CadenzaError(f"unknown export format '{fmt}'", "use 'torchscript' or 'onnx'")

@@ -107,15 +107,25 @@ def test_train_quiet_turns_the_runners_bar_off(monkeypatch, tmp_path) -> None:
     assert seen["progress"] is False
 
 
-def test_eval_quiet_turns_its_bar_off(monkeypatch, tmp_path) -> None:
+def test_eval_reports_progress_on_stderr_and_quiet_silences_it(monkeypatch, tmp_path, capsys) -> None:
     import cadenza.eval.run as run
 
     seen: dict = {}
 
     def fake_run_eval(cases, out, **kwargs):
         seen.update(kwargs)
-        return {"config": {"n_cases": 0}, "run": {"wall_s": 0.0}}
+        kwargs["progress"](0, 2, "case-a")
+        kwargs["progress"](2, 2, "")
+        return {"config": {"n_cases": 2}, "run": {"wall_s": 0.0}}
 
     monkeypatch.setattr(run, "run_eval", fake_run_eval)
-    assert main(["eval", str(tmp_path / "cases"), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
-    assert seen["progress"] is False
+    argv = ["eval", str(tmp_path / "cases"), "--out", str(tmp_path / "rep")]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "evaluating cases" in captured.err and "2/2" in captured.err
+    assert seen["rhythm_tracker"] == "default"  # the same tracker as 'controls extract' and score_clip
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "━" not in err and "2/2" not in err and "wrote" in err
+    assert main([*argv, "--rhythm-tracker", "dsp"]) == 0
+    assert seen["rhythm_tracker"] == "dsp"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def case_sets(tmp_path_factory):
     return root / "extracted", root / "created"
 
 
-def test_eval_writes_tables_and_resumes(model_dir, case_sets, tmp_path, monkeypatch):
+def test_eval_writes_tables_and_resumes(model_dir, case_sets, tmp_path, monkeypatch, capsys):
     calls = []
     real = eval_run.generate_batch
 
@@ -53,6 +54,8 @@ def test_eval_writes_tables_and_resumes(model_dir, case_sets, tmp_path, monkeypa
     argv = ["eval", *map(str, case_sets), "--model", str(model_dir), "--out", str(out), "--steps", "2", "--embedder", "mel-stats", "--threads", "1"]
     assert main(argv) == 0
     assert calls == [8, 8, 8, 8]  # one batch per case, all eight Table I subsets in it
+    captured = capsys.readouterr()
+    assert captured.out == "" and "evaluating cases" in captured.err and "4/4" in captured.err  # the bar is on stderr only
 
     data = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
@@ -99,6 +102,21 @@ def test_bad_arguments_are_clear_errors(model_dir, case_sets, tmp_path):
         eval_run.run_eval(tmp_path, tmp_path / "r", model=model_dir)
     with pytest.raises(CadenzaError, match="appears in both"):
         eval_run.run_eval([case_sets[1], case_sets[1]], tmp_path / "r", model=model_dir)
+
+
+def test_failed_flac_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / "rows" / "none.flac"
+    eval_run._write_flac(path, np.zeros(2205, np.float32))
+    before = path.read_bytes()
+
+    def half_write(file, *args, **kwargs):
+        Path(file).write_bytes(b"fLaC half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(eval_run.sf, "write", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        eval_run._write_flac(path, np.ones(2205, np.float32))
+    assert [p.name for p in path.parent.iterdir()] == ["none.flac"] and path.read_bytes() == before
 
 
 def test_batched_rows_equal_single_generate(model_dir, case_sets):
