@@ -186,17 +186,18 @@ def main() -> None:
         else:
             lines.append(f"| {name} | {s['n']} | {s['melody_acc']} | {s['dynamics_r']} | {s['beat_f1']} | {s['downbeat_f1']} |")
     lines += ["", "Paper (Music ControlNet, 41M params, 1,800 h, GPU-weeks): created 78.2 / 98.5 / 88.6 / 45.2; extracted 58.7 / 90.8 / 70.8 / 40.8; text only 8.5 melody, 27.8 beat F1.", ""]
-    top = max(args.steps_sweep) if args.steps_sweep else "-"
-    lines += [
-        "## Steps sweep (created controls)", "",
-        f"Same cases and seeds at every step count; Δ = paired mean difference from the {top}-step result ± its standard error.", "",
-        "| steps | n | melody acc | dynamics r | beat F1 | Δ melody | Δ dynamics | Δ beat F1 |", "|---|---|---|---|---|---|---|---|",
-    ]
-    for steps, s in sweep.items():
-        d = s.get("vs_max", {})
-        fmt = lambda m: f"{d[m]['mean']} ± {d[m]['se']}" if d.get(m, {}).get("mean") is not None else "–"
-        lines.append(f"| {steps} | {s['n']} | {s['melody_acc']} | {s['dynamics_r']} | {s['beat_f1']} | {fmt('melody_acc')} | {fmt('dynamics_r')} | {fmt('beat_f1')} |")
-    lines += ["", f"Fewest steps whose paired mean is at most 2 points below the {top}-step result on melody, dynamics and beat F1: {chosen}"]
+    if args.steps_sweep:
+        top = max(args.steps_sweep) if args.steps_sweep else "-"
+        lines += [
+            "## Steps sweep (created controls)", "",
+            f"Same cases and seeds at every step count; Δ = paired mean difference from the {top}-step result ± its standard error.", "",
+            "| steps | n | melody acc | dynamics r | beat F1 | Δ melody | Δ dynamics | Δ beat F1 |", "|---|---|---|---|---|---|---|---|",
+        ]
+        for steps, s in sweep.items():
+            d = s.get("vs_max", {})
+            fmt = lambda m: f"{d[m]['mean']} ± {d[m]['se']}" if d.get(m, {}).get("mean") is not None else "–"
+            lines.append(f"| {steps} | {s['n']} | {s['melody_acc']} | {s['dynamics_r']} | {s['beat_f1']} | {fmt('melody_acc')} | {fmt('dynamics_r')} | {fmt('beat_f1')} |")
+        lines += ["", f"Fewest steps whose paired mean is at most 2 points below the {top}-step result on melody, dynamics and beat F1: {chosen}"]
     (RESULTS / f"{args.out_name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
