@@ -123,8 +123,12 @@ def main() -> None:
     parser.add_argument("--configs", default="debug,small")
     parser.add_argument("--compile", action="store_true", help="also time the runner with launch.compile=true")
     parser.add_argument("--name", default="train", help="results file stem under benchmarks/results")
+    parser.add_argument("--steps", type=int, default=None, help="steps per run instead of each config's default (more: less noise)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.steps:
+        for case in CASES.values():
+            case["steps"] = args.steps
     load_before = os.getloadavg()
     rows: list[dict] = []
     thread_counts = [int(x) for x in str(args.threads).split(",")]

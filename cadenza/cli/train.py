@@ -24,6 +24,7 @@ EXAMPLES = """Examples:
   cadenza train generator debug --out runs/gen-debug
   cadenza train generator small train.max_steps=2000 data.batch_size=8 --out runs/gen --resume
   cadenza train generator debug --out runs/ddp --devices 2 --strategy ddp --accelerator cpu
+  cadenza train generator debug --out runs/fsdp --devices 2 --strategy fsdp --accelerator cpu
   cadenza train generator small --out runs/gen --launch gpu-1
   cadenza train vocoder tiny data.source=synthetic --out runs/voc-smoke
 
@@ -88,7 +89,7 @@ def _make_command(model: str):
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest intact checkpoint (exact: same data order and RNG)."),
         devices: Optional[str] = typer.Option(None, "--devices", help="Devices per node: a number, or 'auto' (default: the config's launch.devices, else 1)."),
         num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="Number of machines (with torchrun/SLURM)."),
-        strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp (gloo on CPU, nccl on GPU), ddp_spawn or fsdp."),
+        strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp (gloo on CPU, nccl on GPU), ddp_spawn or fsdp (FSDP2 shards; CPU over gloo too)."),
         accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, gpu or auto."),
         precision: Optional[str] = typer.Option(None, "--precision", help="32-true or bf16-mixed (16-mixed on older GPUs)."),
         launch: Optional[str] = typer.Option(None, "--launch", help="A launch preset: cpu-ddp-2, gpu-1, slurm-2x8 or a .json path (flags still win)."),

@@ -1,8 +1,9 @@
 """One training loop for every Cadenza model, on Lightning Fabric: 1 CPU to N nodes × M GPUs.
 
 ``fit(task, config, out)`` builds the task's module, wraps it with Fabric (``ddp`` — gloo on CPU,
-nccl on GPU —, ``fsdp`` or ``auto``; ``32-true`` / ``bf16-mixed``; optional ``torch.compile``) and
-runs plain optimizer steps until ``train.max_steps`` (or ``train.max_minutes``).
+nccl on GPU —, ``fsdp`` — FSDP2, CPU or GPU — or ``auto``; ``32-true`` / ``bf16-mixed``; optional
+``torch.compile``) and runs plain optimizer steps until ``train.max_steps`` (or
+``train.max_minutes``), validating on the task's fixed held-out set when it has one.
 
 Why these choices:
 
@@ -12,7 +13,8 @@ Why these choices:
   beat and CLAP streams, seeded themselves) are sharded by striding the stream and skipped the
   same way. Every RNG (torch, numpy, python, the module's own generators) is saved per rank.
 - **Safe checkpoints.** ``cadenza.train.state.CheckpointManager``: safetensors + JSON folders,
-  renamed into place atomically, verified by checksum on load, last K + best kept.
+  renamed into place atomically, verified by checksum on load, last K + best (by the validation
+  metric when the task has one, else the training loss) kept; full state dicts even under FSDP.
 - **Logging without accounts.** CSV always (``OUT/logs``), TensorBoard when installed
   (``OUT/tb``), a JSONL copy (``OUT/train_log.jsonl``), a rich progress bar on rank 0, and
   optional task samples (``log.samples_every_steps``, e.g. generator mel images in ``OUT/samples``).
