@@ -23,7 +23,16 @@ def _eval_loss(module: GeneratorModule, batch: dict) -> float:
         return float(module.loss_on(batch))
 
 
-def test_a_few_steps_reduce_loss_on_a_fixed_batch(config):
+@pytest.fixture
+def one_thread():
+    """One torch thread: two OpenMP threads on a busy 2-core machine make this test several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_few_steps_reduce_loss_on_a_fixed_batch(config, one_thread):
     torch.manual_seed(0)
     module = GeneratorModule(config)
     batch = collate([SyntheticClips(4, 32, seed=3)[i] for i in range(4)])
