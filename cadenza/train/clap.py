@@ -244,15 +244,7 @@ class ClapCheckpoint(L.Callback):
         self._last = self._t0 = time.monotonic()
 
     def _evaluate(self, module: ClapModule) -> dict[str, float]:
-        mels, caption_table, clip_caption = self.valid
-        was_training = module.model.training
-        module.model.eval()
-        clap = Clap(module.model, text_encoder=_NoText())
-        audio = clap.embed_mels(mels)
-        with torch.inference_mode():
-            text = module.model.encode_text(caption_table).numpy()
-        module.model.train(was_training)
-        return retrieval_metrics(audio, text, clip_caption)
+        return evaluate_retrieval(module, self.valid)
 
     def _save(self, module: ClapModule, metrics: dict[str, float] | None) -> None:
         module.save_train_state(self.run)
@@ -296,6 +288,18 @@ def eval_set(corpus: ClapCorpus, encoder: TextEncoder) -> tuple[list[Tensor], Te
     firsts = [caps[0] for caps in corpus.captions]
     table, rows = encode_captions(encoder, [[c] for c in firsts])
     return [m.float() for m in corpus.mels], table, np.array([rows[c] for c in firsts])
+
+
+def evaluate_retrieval(module: ClapModule, valid: tuple[list[Tensor], Tensor, np.ndarray]) -> dict[str, float]:
+    """Text↔audio retrieval metrics (recall@k, median ranks) of the module on an ``eval_set``."""
+    mels, caption_table, clip_caption = valid
+    was_training = module.model.training
+    module.model.eval()
+    audio = Clap(module.model, text_encoder=_NoText()).embed_mels(mels)
+    with torch.inference_mode():
+        text = module.model.encode_text(caption_table).numpy()
+    module.model.train(was_training)
+    return retrieval_metrics(audio, text, clip_caption)
 
 
 def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:

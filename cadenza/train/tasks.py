@@ -425,20 +425,40 @@ class ClapTask(Task):
     """Small CLAP text–audio model (``cadenza.train.clap.ClapModule``)."""
 
     name, config_kind = "clap", "clap"
-    defaults = {"data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8}}
+    defaults = {"data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8, "val_clips": 64}}
+    val_best, val_higher_is_better = "t2a_r@10", True  # text→audio recall@10, the number the README reports
 
-    def _corpus(self, config: dict):
+    def _corpus(self, config: dict, split: str = "train"):
         from cadenza.train.clap import ClapCorpus, load_corpus
 
         t, data = config["train"], config.get("data", {})
         if data.get("source") == "synthetic":
             from cadenza.train.generator import SyntheticClips
 
-            n = int(data.get("synthetic_clips", 8))
-            clips = SyntheticClips(n, max(int(t["crop_frames"]), 24), int(t.get("seed", 0)))
+            n = int(data.get("synthetic_clips", 8)) if split == "train" else int(data.get("val_clips", 64))
+            seed = int(t.get("seed", 0)) + (0 if split == "train" else 1_000_003)
+            clips = SyntheticClips(n, max(int(t["crop_frames"]), 24), seed)
             items = [clips[i] for i in range(n)]
             return ClapCorpus([it["mel"].half() for it in items], [[it["caption"]] for it in items], [f"synth-{i}" for i in range(n)])
-        return load_corpus(data.get("corpus", "data/corpus-small"), "train", t.get("max_clips"))
+        limit = t.get("max_clips") if split == "train" else (t.get("max_valid_clips") or int(data.get("val_clips", 64)))
+        return load_corpus(data.get("corpus", "data/corpus-small"), split, limit)
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """Retrieval on the corpus's valid split (synthetic: clips of another seed): recall@k both
+        ways and median ranks, each clip's first caption as its text."""
+        from cadenza.conditioning.text import build_text_encoder
+        from cadenza.train.clap import eval_set, evaluate_retrieval
+
+        m = _inner(module)
+        if getattr(m, "_cadenza_val", None) is None:
+            m._cadenza_val = ()
+            if int(config.get("data", {}).get("val_clips", 64)) > 0:
+                try:
+                    encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
+                    m._cadenza_val = eval_set(self._corpus(config, "valid"), encoder)
+                except CadenzaError:
+                    pass  # no valid split: "best" by training loss
+        return evaluate_retrieval(m, m._cadenza_val) if m._cadenza_val else {}
 
     def build_module(self, config: dict) -> torch.nn.Module:
         from cadenza.conditioning.text import build_text_encoder

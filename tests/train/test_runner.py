@@ -249,7 +249,7 @@ def test_old_beats_and_clap_commands_are_runner_calls_that_resume_and_keep_the_b
         out = tmp_path / name
         for steps in (1, 2):  # the second call resumes by itself, as these commands always did
             args = ["--data", "unused", "--out", str(out), "--config", "debug", "data.source=synthetic", f"train.max_steps={steps}", "checkpoint.every_steps=1"]
-            assert module.main([*args, "data.val_clips=4"] if name == "beats" else args) == 0
+            assert module.main([*args, "data.val_clips=4"]) == 0
         assert [p.name for p in CheckpointManager(out).folders()] == ["step-000000001", "step-000000002"], name
         assert json.loads((out / "run.json").read_text())["resumed_from"].endswith("step-000000001")
     out = tmp_path / "beats"
@@ -259,3 +259,6 @@ def test_old_beats_and_clap_commands_are_runner_calls_that_resume_and_keep_the_b
     assert best["value"] == pytest.approx(max(f1.values()))  # the highest F1 wins
     tracker = NeuralBeatTracker.load(out / "best")  # the best checkpoint, exported as a model folder to ship
     assert json.loads((out / "best" / "config.json").read_text())["best"]["name"] == best["name"] and tracker.model is not None
+    recall = [x["val_t2a_r@10"] for x in map(json.loads, (tmp_path / "clap" / "train_log.jsonl").read_text().splitlines()) if "val_t2a_r@10" in x]
+    clap_best = json.loads((tmp_path / "clap" / "checkpoints" / "best.json").read_text())
+    assert len(recall) == 2 and clap_best["metric"] == "val_t2a_r@10" and clap_best["value"] == pytest.approx(max(recall))
