@@ -175,6 +175,7 @@ def run_case(
     clap_scores = clap([audio[k] for k in labels], case.prompt)
     result = {
         "case": case.to_row(), "table": table_of(case), "seed": seed, "settings_key": settings_key(settings),
+        "case_digest": case_digest(case, root),
         "cache_version": CACHE_VERSION, "generate_s": round(gen_s, 3), "rows": {},
     }
     for k, c in zip(labels, clap_scores):
@@ -200,8 +201,20 @@ def draw_case_figure(case: Case, root: Path, result: dict, cache: Path, figures:
     return case_figure(given, achieved, logmel, figures / f"{case.id}.png", f"{case.id} [{best}]: {case.prompt[:70]}")
 
 
-def load_cached(cache: Path, case: Case, key: str) -> dict | None:
-    """The cached result of ``case`` if it was made with these settings and its audio is all there."""
+def case_digest(case: Case, root: Path) -> str:
+    """Fingerprint of what a case asks for: its row (prompt, duration, span, ...) and its controls file.
+
+    Part of the cache check, so a case set remade under the same ids (other controls, another
+    beat tracker) is generated again instead of being served stale results.
+    """
+    h = hashlib.sha1(json.dumps(case.to_row(), sort_keys=True).encode())
+    h.update((Path(root) / case.npz).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_cached(cache: Path, case: Case, key: str, digest: str | None = None) -> dict | None:
+    """The cached result of ``case`` if it was made with these settings (and, given ``digest``,
+    from the same case contents) and its audio is all there."""
     path, folder = _cache_paths(cache, case)
     if not path.is_file():
         return None
@@ -210,6 +223,8 @@ def load_cached(cache: Path, case: Case, key: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     if data.get("settings_key") != key or data.get("cache_version") != CACHE_VERSION:
+        return None
+    if digest is not None and data.get("case_digest") != digest:
         return None
     if not all((cache / r["audio"]).is_file() for r in data["rows"].values()):
         return None
@@ -338,7 +353,7 @@ def run_eval(
     report = progress or (lambda done, total, case_id: None)
     for i, case in enumerate(cases):
         report(i, len(cases), case.id)
-        cached = load_cached(cache, case, key)
+        cached = load_cached(cache, case, key, case_digest(case, root_of[case.id]))
         if cached is None:
             clap = clap or _Clap()
             result, audio, _, _ = run_case(gen, case, root_of[case.id], chosen, settings, clap, rhythm_tracker)

@@ -95,6 +95,27 @@ def test_cache_is_keyed_by_settings(case_sets, tmp_path):
     assert eval_run.load_cached(tmp_path, case, eval_run.settings_key({"steps": 3, "seed": 0})) is None
 
 
+def test_cache_is_keyed_by_case_contents(case_sets, tmp_path):
+    """A case set remade under the same ids with other controls must not reuse stale results."""
+    import shutil
+
+    from cadenza.controls import ControlSet
+
+    root = tmp_path / "cases"
+    shutil.copytree(case_sets[1], root)
+    case = load_cases(root)[0]
+    key = eval_run.settings_key({"steps": 2, "seed": 0})
+    digest = eval_run.case_digest(case, root)
+    result = {"settings_key": key, "cache_version": eval_run.CACHE_VERSION, "case_digest": digest, "rows": {}}
+    (tmp_path / f"{case.id}.json").write_text(json.dumps(result))
+    assert eval_run.load_cached(tmp_path, case, key, digest) == result
+    controls = ControlSet.load(root / case.npz)
+    controls.dynamics_mask[:] = 0
+    controls.save(root / case.npz)
+    assert eval_run.case_digest(case, root) != digest
+    assert eval_run.load_cached(tmp_path, case, key, eval_run.case_digest(case, root)) is None
+
+
 def test_bad_arguments_are_clear_errors(model_dir, case_sets, tmp_path):
     with pytest.raises(CadenzaError, match="unknown --subsets 'some'"):
         eval_run.run_eval(case_sets[1], tmp_path / "r", model=model_dir, subsets="some")
