@@ -80,7 +80,12 @@ def _is_file_arg(value: str | os.PathLike, suffixes: tuple[str, ...]) -> bool:
     if isinstance(value, os.PathLike):
         return True
     text = str(value).strip()
-    return text.lower().endswith(suffixes) or Path(text).is_file()
+    if text.lower().endswith(suffixes):
+        return True
+    try:
+        return Path(text).is_file()
+    except OSError:  # e.g. a long note string is "File name too long" to stat(): not a file, a spec
+        return False
 
 
 def read_melody(

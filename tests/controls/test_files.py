@@ -467,3 +467,11 @@ def test_clip_length_from_duration_or_content(tmp_path: Path) -> None:
         read_melody(path, 0)
     with pytest.raises(CadenzaError, match="clip length is unknown"):
         dynamics_shape("flat")
+
+
+def test_a_note_string_longer_than_a_file_name_is_read_as_notes() -> None:
+    """stat() of a 600-character string fails with 'File name too long'; it is a spec, not a file."""
+    notes = " ".join(["C4:0.25", "E4:0.25", "G4:0.5"] * 40)
+    assert len(notes) > 300
+    cs = read_melody(notes, frames_for_duration(6.0), bpm=120)
+    assert cs.melody_mask.sum() > 0 and cs.pitch_classes()[cs.melody_mask > 0][0] == 0
