@@ -25,8 +25,7 @@ Train with the one runner (docs/training.md); the valid split's F1 picks the "be
 The run folder holds ``best/`` (the best model folder, loadable with ``NeuralBeatTracker.load``),
 ``model/`` (the last one), ``checkpoints/`` and the logs. ``python -m cadenza.train.beats --ship
 runs/beats/small/best`` copies a model folder to the shipped ``cadenza/weights/beats`` with the
-current post-filter settings. ``train()`` below is the older ``L.Trainer`` loop with its own
-folder format (``train_state.*``, ``log.jsonl``), kept only while its tests use it.
+current post-filter settings.
 """
 
 from __future__ import annotations
@@ -36,26 +35,21 @@ import json
 import math
 import os
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import mir_eval
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
-from cadenza.checkpoint import save_safetensors_atomic
-from cadenza.config import write_json_atomic
 from cadenza.controls.base import ControlSet, beats_to_activations
 from cadenza.controls.beat_tracker import BeatTCN, NeuralBeatTracker
 from cadenza.errors import CadenzaError
@@ -281,139 +275,6 @@ class BeatModule(L.LightningModule):
         self.step_count += 1
         self.last_log = {"loss": float(loss.detach())}
         return loss
-
-    # --- state (safetensors + JSON, no pickle) --------------------------------------------------
-    def save_train_state(self, folder: str | os.PathLike, extra: dict | None = None) -> None:
-        folder = Path(folder)
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        meta: dict[str, Any] = {"step": int(self.step_count), "config": self.config, **(extra or {})}
-        if self._trainer is not None:
-            opt = self.optimizers()
-            sd = getattr(opt, "optimizer", opt).state_dict()
-            for pid, st in sd["state"].items():
-                for key, val in st.items():
-                    tensors[f"opt.{pid}.{key}"] = val if isinstance(val, Tensor) else torch.tensor(val)
-            meta["param_groups"] = sd["param_groups"]
-        save_safetensors_atomic(folder / "train_state.safetensors", tensors)
-        write_json_atomic(folder / "train_state.json", meta)  # written last: its presence marks a complete state
-
-    def load_train_state(self, folder: str | os.PathLike) -> dict:
-        folder = Path(folder)
-        meta = json.loads((folder / "train_state.json").read_text())
-        tensors = load_file(str(folder / "train_state.safetensors"))
-        self.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-        if "param_groups" in meta and self._trainer is not None:
-            state: dict[int, dict[str, Tensor]] = {}
-            for k, v in tensors.items():
-                if k.startswith("opt."):
-                    pid, key = k[len("opt.") :].split(".", 1)
-                    state.setdefault(int(pid), {})[key] = v
-            opt = self.optimizers()
-            getattr(opt, "optimizer", opt).load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        self.step_count.fill_(int(meta["step"]))
-        return meta
-
-
-class BeatCheckpoint(L.Callback):
-    """Log; score the valid split with the full tracker; keep the best and the latest model folders."""
-
-    def __init__(
-        self, run: Path, valid: BeatCorpus | None, every_s: float, log_every: int, eval_every: int, synth_valid: BeatCorpus | None = None
-    ) -> None:
-        self.run, self.valid, self.every_s, self.log_every, self.eval_every = run, valid, every_s, log_every, eval_every
-        self.synth_valid = synth_valid  # logged only: the model is chosen on real music
-        self._last = self._t0 = time.monotonic()
-        self.best = -1.0
-
-    def _log(self, line: dict) -> None:
-        print(json.dumps(line), flush=True)
-        with open(self.run / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(line) + "\n")
-
-    def on_train_start(self, trainer: L.Trainer, module: BeatModule) -> None:
-        if (self.run / "train_state.json").exists():
-            meta = module.load_train_state(self.run)
-            self.best = float(meta.get("best", -1.0))
-            self._log({"resumed_at_step": int(meta["step"]), "best": self.best})
-        self._last = self._t0 = time.monotonic()
-
-    def _tracker(self, module: BeatModule) -> NeuralBeatTracker:
-        return NeuralBeatTracker(module.model, module.config.get("postfilter"))
-
-    def _evaluate(self, module: BeatModule) -> dict[str, float]:
-        was_training = module.model.training
-        metrics = evaluate_tracker(self._tracker(module), self.valid)
-        if self.synth_valid is not None:
-            synth = evaluate_tracker(self._tracker(module), self.synth_valid)
-            metrics.update(synth_beat_f1=synth["beat_f1"], synth_downbeat_f1=synth["downbeat_f1"])
-        module.model.train(was_training)
-        return metrics
-
-    def _save(self, module: BeatModule, metrics: dict[str, float] | None) -> None:
-        extra = {"train_step": int(module.step_count), "valid": metrics or {}, "name": module.config.get("name", "beats")}
-        was_training = module.model.training
-        tracker = self._tracker(module)
-        tracker.save(self.run / "last", extra)
-        if metrics is not None:
-            score = metrics["beat_f1"] + metrics["downbeat_f1"]
-            if score > self.best:
-                self.best = score
-                tracker.save(self.run / "model", extra)
-                self._log({"step": int(module.step_count), "new_best": round(score, 4)})
-        elif not (self.run / "model").exists():
-            tracker.save(self.run / "model", extra)
-        module.model.train(was_training)
-        module.save_train_state(self.run, {"best": self.best})
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: BeatModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = int(module.step_count)
-        if self.log_every and step % self.log_every == 0:
-            self._log({"step": step, "elapsed_s": round(time.monotonic() - self._t0, 1), **{k: round(v, 4) for k, v in module.last_log.items()}})
-        metrics = None
-        if self.valid is not None and self.eval_every and step % self.eval_every == 0:
-            metrics = self._evaluate(module)
-            self._log({"step": step, "valid": {k: round(v, 4) for k, v in metrics.items()}})
-        if step >= module.config["train"]["max_steps"]:
-            trainer.should_stop = True
-        if metrics is not None or time.monotonic() - self._last >= self.every_s:
-            self._save(module, metrics)
-            self._last = time.monotonic()
-
-    def on_train_end(self, trainer: L.Trainer, module: BeatModule) -> None:
-        metrics = self._evaluate(module) if self.valid is not None else None
-        if metrics:
-            self._log({"step": int(module.step_count), "final_valid": {k: round(v, 4) for k, v in metrics.items()}})
-        self._save(module, metrics)
-
-
-def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:
-    """The older Trainer loop (deprecated: use ``cadenza train beats``); returns the best model folder ``run/model``."""
-    torch.set_num_threads(threads)
-    t = config["train"]
-    L.seed_everything(t.get("seed", 0), verbose=False)
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run / "config.json", config)
-    corpus = load_beat_corpus(data, "train", t.get("max_clips"))
-    synth = synth_clicks(t["synth_clips"], t.get("synth_seconds", 6.0), t.get("seed", 0) + 1) if t.get("synth_clips") else None
-    valid = None
-    try:
-        valid = load_beat_corpus(data, "valid", t.get("max_valid_clips"))
-    except CadenzaError:
-        pass  # a tiny data set may have no valid split: train without evaluation
-    module = BeatModule(config)
-    batches = BeatBatches(corpus, synth, t, t.get("seed", 0))
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
-    minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
-    synth_valid = synth_clicks(32, t.get("synth_seconds", 6.0), t.get("seed", 0) + 2) if synth is not None and valid is not None else None
-    callback = BeatCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200), synth_valid)
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=-1, max_time={"seconds": int(minutes * 60)} if minutes else None,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[callback], num_sanity_val_steps=0, limit_val_batches=0,
-    )
-    trainer.fit(module, loader)
-    return run / "model"
 
 
 def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:

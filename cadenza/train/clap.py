@@ -15,8 +15,7 @@ Train with the one runner (docs/training.md):
     nohup nice python -m cadenza.train.clap --data data/corpus-small --out runs/clap/small --max-minutes 28 &
 
 The run folder holds ``model/`` (a CLAP model folder, loadable with ``cadenza.eval.clap.Clap.load``),
-``checkpoints/`` and the logs. ``train()`` below is the older ``L.Trainer`` loop with its own folder
-format (``train_state.*``, ``log.jsonl``), kept only while its tests use it.
+``checkpoints/`` and the logs.
 """
 
 from __future__ import annotations
@@ -26,24 +25,19 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
-from cadenza.checkpoint import save_safetensors_atomic
-from cadenza.config import write_json_atomic
-from cadenza.conditioning.text import TextEncoder, build_text_encoder
+from cadenza.conditioning.text import TextEncoder
 from cadenza.errors import CadenzaError
 from cadenza.eval.clap import Clap, ClapModel, retrieval_metrics
 
@@ -193,83 +187,6 @@ class ClapModule(L.LightningModule):
         self.last_log = {"loss": float(loss.detach()), "temperature": float(1.0 / self.model.scale().detach())}
         return loss
 
-    # --- state (safetensors + JSON, no pickle) --------------------------------------------------
-    def save_train_state(self, folder: str | os.PathLike) -> None:
-        folder = Path(folder)
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        meta: dict[str, Any] = {"step": int(self.step_count), "config": self.config}
-        if self._trainer is not None:
-            opt = self.optimizers()
-            sd = getattr(opt, "optimizer", opt).state_dict()
-            for pid, st in sd["state"].items():
-                for key, val in st.items():
-                    tensors[f"opt.{pid}.{key}"] = val if isinstance(val, Tensor) else torch.tensor(val)
-            meta["param_groups"] = sd["param_groups"]
-        save_safetensors_atomic(folder / "train_state.safetensors", tensors)
-        write_json_atomic(folder / "train_state.json", meta)  # written last: its presence marks a complete state
-
-    def load_train_state(self, folder: str | os.PathLike) -> int:
-        folder = Path(folder)
-        meta = json.loads((folder / "train_state.json").read_text())
-        tensors = load_file(str(folder / "train_state.safetensors"))
-        self.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-        if "param_groups" in meta and self._trainer is not None:
-            state: dict[int, dict[str, Tensor]] = {}
-            for k, v in tensors.items():
-                if k.startswith("opt."):
-                    pid, key = k[len("opt.") :].split(".", 1)
-                    state.setdefault(int(pid), {})[key] = v
-            opt = self.optimizers()
-            getattr(opt, "optimizer", opt).load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        self.step_count.fill_(int(meta["step"]))
-        return int(meta["step"])
-
-
-class ClapCheckpoint(L.Callback):
-    """Log, evaluate on the valid split, save the model folder + train state; resume at the start."""
-
-    def __init__(self, run: Path, valid: tuple[list[Tensor], Tensor, np.ndarray] | None, every_s: float, log_every: int, eval_every: int) -> None:
-        self.run, self.valid, self.every_s, self.log_every, self.eval_every = run, valid, every_s, log_every, eval_every
-        self._last = self._t0 = time.monotonic()
-        self.best = -1.0
-
-    def _log(self, line: dict) -> None:
-        print(json.dumps(line), flush=True)
-        with open(self.run / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(line) + "\n")
-
-    def on_train_start(self, trainer: L.Trainer, module: ClapModule) -> None:
-        if (self.run / "train_state.json").exists():
-            self._log({"resumed_at_step": module.load_train_state(self.run)})
-        self._last = self._t0 = time.monotonic()
-
-    def _evaluate(self, module: ClapModule) -> dict[str, float]:
-        return evaluate_retrieval(module, self.valid)
-
-    def _save(self, module: ClapModule, metrics: dict[str, float] | None) -> None:
-        module.save_train_state(self.run)
-        extra = {"train_step": int(module.step_count), "valid": metrics or {}}
-        Clap(module.model, text_encoder=_NoText(), name=module.config.get("name", "clap")).save(self.run / "model", extra)
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: ClapModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = int(module.step_count)
-        if self.log_every and step % self.log_every == 0:
-            self._log({"step": step, "elapsed_s": round(time.monotonic() - self._t0, 1), **{k: round(v, 4) for k, v in module.last_log.items()}})
-        if self.valid is not None and self.eval_every and step % self.eval_every == 0:
-            metrics = self._evaluate(module)
-            self._log({"step": step, "valid": {k: round(v, 4) for k, v in metrics.items()}})
-        if step >= module.config["train"]["max_steps"]:
-            trainer.should_stop = True
-        if time.monotonic() - self._last >= self.every_s:
-            self._save(module, None)
-            self._last = time.monotonic()
-
-    def on_train_end(self, trainer: L.Trainer, module: ClapModule) -> None:
-        metrics = self._evaluate(module) if self.valid is not None else None
-        if metrics:
-            self._log({"step": int(module.step_count), "final_valid": {k: round(v, 4) for k, v in metrics.items()}})
-        self._save(module, metrics)
-
 
 class _NoText(TextEncoder):
     """Placeholder text encoder for a ``Clap`` used only for audio embeddings during training."""
@@ -300,37 +217,6 @@ def evaluate_retrieval(module: ClapModule, valid: tuple[list[Tensor], Tensor, np
         text = module.model.encode_text(caption_table).numpy()
     module.model.train(was_training)
     return retrieval_metrics(audio, text, clip_caption)
-
-
-def train(config: dict, data: str | os.PathLike, run: str | os.PathLike, max_minutes: float | None = None, threads: int = 1) -> Path:
-    """The older Trainer loop (deprecated: use ``cadenza train clap``); returns the model folder ``run/model``."""
-    torch.set_num_threads(threads)
-    t = config["train"]
-    L.seed_everything(t.get("seed", 0), verbose=False)
-    run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    minutes = max_minutes if max_minutes is not None else t.get("max_minutes")
-    config = {**config, "train": {**t, "max_minutes": minutes}}  # record the budget actually used
-    write_json_atomic(run / "config.json", config)
-    encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
-    train_set = load_corpus(data, "train", t.get("max_clips"))
-    table, rows = encode_captions(encoder, train_set.captions)
-    valid = None
-    try:
-        valid = eval_set(load_corpus(data, "valid", t.get("max_valid_clips")), encoder)
-    except CadenzaError:
-        pass  # a tiny data set may have no valid split: train without evaluation
-    module = ClapModule(config, table)
-    batches = CropBatches(train_set, rows, t["batch_size"], t["crop_frames"], t.get("gain_db", 6.0), t.get("seed", 0))
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
-    callback = ClapCheckpoint(run, valid, t.get("save_every_s", 120.0), t.get("log_every", 20), t.get("eval_every", 200))
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=-1, max_time={"seconds": int(minutes * 60)} if minutes else None,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[callback], num_sanity_val_steps=0, limit_val_batches=0,
-    )
-    trainer.fit(module, loader)
-    return run / "model"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ from cadenza.controls.base import beats_to_activations
 from cadenza.controls.extract import extract_controls
 from cadenza.controls.rhythm import DSPBeatTracker, get_rhythm_tracker
 from cadenza.errors import CadenzaError
-from cadenza.train.beats import BeatBatches, BeatModule, beat_loss, f_measure, synth_clicks, train
+from cadenza.train.beats import BeatBatches, BeatModule, beat_loss, f_measure, synth_clicks
+from cadenza.train.runner import fit_folder
 
 SR = SAMPLE_RATE
 
@@ -276,9 +277,12 @@ def test_train_script_end_to_end_on_a_tiny_corpus(tmp_path) -> None:
             "controls": {"score": f"clips/c{i}.score.npz", "extracted": None},
         })
     (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = load_config("beats", "debug", ["train.max_steps=6", "train.eval_every=3", "train.synth_clips=4"])
-    folder = train(cfg, data, tmp_path / "run", max_minutes=2)
-    tracker = NeuralBeatTracker.load(folder)
-    assert tracker.track(click_track()[0], SR).shape[1] == 2
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert any("valid" in line for line in log) and json.loads((tmp_path / "run" / "train_state.json").read_text())["step"] == 6
+    run = tmp_path / "run"
+    overrides = [f"data.corpus={data}", "train.max_steps=6", "log.val_every_steps=3", "train.synth_clips=4"]
+    folder = fit_folder("beats", "debug", overrides, run, threads=1)
+    for model in (folder, run / "best"):  # the last step and the best by validation F1
+        tracker = NeuralBeatTracker.load(model)
+        assert tracker.track(click_track()[0], SR).shape[1] == 2
+    assert json.loads((folder / "config.json").read_text())["train_step"] == 6
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log if "val_f1" in line] == [3, 6]

@@ -13,7 +13,8 @@ from cadenza.config import load_config
 from cadenza.errors import CadenzaError
 from cadenza.eval.clap import Clap, ClapEmbedder, ClapModel, load_clap, retrieval_metrics, shipped_weights_available
 from cadenza.eval.fad import fad
-from cadenza.train.clap import ClapModule, CropBatches, contrastive_loss, load_corpus, train
+from cadenza.train.clap import ClapModule, CropBatches, contrastive_loss, load_corpus
+from cadenza.train.runner import fit_folder
 
 SR = SAMPLE_RATE
 
@@ -113,16 +114,16 @@ def test_tiny_training_run_writes_a_loadable_model_and_resumes(tmp_path, debug_c
     batch, caps = next(iter(CropBatches(corpus, {"a low tone": 0, "low sound": 1, "a high tone": 2, "high sound": 3}, 4, 32, 0.0, 0)))
     assert batch.shape == (4, 128, 32) and caps.shape == (4,)
     run = tmp_path / "run"
-    folder = train(debug_config, tmp_path, run, max_minutes=1)
+    folder = fit_folder("clap", "debug", [f"data.corpus={tmp_path}"], run, threads=1)
     clap = Clap.load(folder)
     assert clap.embed_audio([np.zeros(SR // 4, np.float32)]).shape == (1, 16)
-    state = json.loads((run / "train_state.json").read_text())
-    assert state["step"] == debug_config["train"]["max_steps"]
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert any("final_valid" in entry for entry in log)
-    debug_config["train"]["max_steps"] = 7
-    train(debug_config, tmp_path, run, max_minutes=1)  # resumes at step 5, stops at 7
-    assert json.loads((run / "train_state.json").read_text())["step"] == 7
+    assert json.loads((folder / "config.json").read_text())["train_step"] == debug_config["train"]["max_steps"]
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert any("val_t2a_r@10" in entry for entry in log)  # the valid split was scored
+    folder = fit_folder("clap", "debug", [f"data.corpus={tmp_path}", "train.max_steps=7"], run, threads=1)  # resumes at step 5
+    assert json.loads((run / "run.json").read_text())["start_step"] == 5
+    assert json.loads((folder / "config.json").read_text())["train_step"] == 7
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-000000007"
 
 
 def test_default_embedder_follows_shipped_weights(tmp_path, monkeypatch, debug_config, rng) -> None:
