@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).parent / "results"
 MELODY_BAR = "C4:1 E4:1 G4:1 E4:1 F4:1 A4:1 G4:2 "
 
@@ -38,15 +40,21 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int) -> 
     gen.text_encoder.encode(["warm up"])  # load MiniLM outside the timed region, as a server would
     load_s = time.perf_counter() - t0
     bars = int(duration * 100 / 60 / 8) + 1  # 8 beats per melody bar at 100 bpm
-    t1 = time.perf_counter()
-    wave, sr = gen.generate(
-        "a cheerful folk tune on fiddle and guitar", melody=MELODY_BAR * bars, dynamics="swell", bpm=100,
-        duration=duration, seed=seed, cfg=3.0,
-    )
-    wall = time.perf_counter() - t1
+    def once(run_seed: int) -> tuple[float, np.ndarray, int]:
+        t1 = time.perf_counter()
+        wave, sr = gen.generate(
+            "a cheerful folk tune on fiddle and guitar", melody=MELODY_BAR * bars, dynamics="swell", bpm=100,
+            duration=duration, seed=run_seed, cfg=3.0,
+        )
+        return time.perf_counter() - t1, wave, sr
+
+    # The first call in a process also pays one-time setup (oneDNN kernel selection for these
+    # shapes, allocator growth); a server or the studio pays it once. Both are reported.
+    cold, _, _ = once(seed + 1)
+    wall, wave, sr = once(seed)
     info = gen.last_info
     return {
-        "system": "cadenza", "duration_s": duration, "wall_s": round(wall, 2), "load_s": round(load_s, 2),
+        "system": "cadenza", "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
         "rtf": round(wall / duration, 3), "steps": info["steps"], "sampler": info["sampler"], "cfg": info["cfg"],
         "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
         "params_M": round(sum(p.numel() for p in gen.net.parameters()) / 1e6, 2), "samples": int(len(wave)), "sample_rate": sr,
@@ -83,6 +91,8 @@ def run_musicgen(duration: float, threads: int, seed: int) -> dict:
     load_s = time.perf_counter() - t0
     ids = torch.randint(5, 32000, (1, 12))
     frames = int(round(duration * model.config.audio_encoder.frame_rate))
+    with torch.inference_mode():  # a short warm-up call, as Cadenza's timed call is its second one
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=True, guidance_scale=3.0)
     t1 = time.perf_counter()
     with torch.inference_mode():
         audio = model.generate(
@@ -172,11 +182,12 @@ def main() -> None:
     lines = [
         "# Generation speed on CPU: Cadenza vs MusicGen-small (random weights)", "",
         f"{args.threads} torch threads; commit {commit}; seed {args.seed}; load average at start {load_start}. "
-        "Wall time excludes model loading.", "",
+        "Wall time excludes model loading; Cadenza's is its second call in the process (the first, with one-time "
+        "kernel setup, is in the JSON as cold_wall_s and in the settings column).", "",
         "| system | duration (s) | wall (s) | real-time factor | peak RSS (MB) | params (M) | settings |", "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        settings = f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, {r.get('vocoder', 'EnCodec')}" if r["system"] == "cadenza" else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
+        settings = f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, {r.get('vocoder', 'EnCodec')}; first call {r.get('cold_wall_s')} s" if r["system"] == "cadenza" else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
         lines.append(f"| {r['system']} | {r['duration_s']:g} | {r['wall_s']} | {r['rtf']} | {r['peak_rss_mb']} | {r['params_M']} | {settings} |")
     lines += ["", "Ratios: " + json.dumps(ratios), "", "Goals met: " + json.dumps(goals), "", result["notes"]]
     (RESULTS / "generate.md").write_text("\n".join(lines) + "\n")
