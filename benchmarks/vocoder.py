@@ -38,11 +38,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cadenza.audio import MelSpectrogram, griffin_lim, load_audio  # noqa: E402
+from cadenza.audio import MelSpectrogram, griffin_lim  # noqa: E402
 from cadenza.config import write_json_atomic  # noqa: E402
 from cadenza.representations.discriminators import MultiResolutionSTFTLoss  # noqa: E402
 from cadenza.representations.vocoder import load_vocoder  # noqa: E402
-from cadenza.train.vocoder import read_manifest  # noqa: E402
+from cadenza.train.vocoder import heldout_crops  # noqa: E402
 
 SEED = 0
 SECONDS = 10.0
@@ -124,25 +124,6 @@ def rtf_interleaved(fns: list, mel: torch.Tensor, repeats: int) -> list[tuple[fl
     return [(SECONDS / b, b, n) for b, n in zip(best, samples)]
 
 
-def heldout(manifest: Path, n: int, seconds: float) -> tuple[torch.Tensor, list[str]]:
-    clips = read_manifest(manifest, "test") or read_manifest(manifest, "valid")
-    rng = np.random.default_rng(SEED)
-    length = int(seconds * 22050) // 256 * 256
-    crops, names = [], []
-    for p in clips:
-        a = load_audio(p)
-        if a.shape[0] < length or np.abs(a).max() < 1e-3:
-            continue
-        s = int(rng.integers(0, a.shape[0] - length + 1))
-        crops.append(torch.from_numpy(a[s : s + length]))
-        names.append(p.name)
-        if len(crops) == n:
-            break
-    if not crops:
-        raise SystemExit(f"no held-out clip of {seconds} s in {manifest}")
-    return torch.stack(crops), names
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_manifest = ROOT / "data/corpus-small/manifest.jsonl"
@@ -186,7 +167,7 @@ def main() -> None:
         for r in rows:
             r["ours_speedup"] = round(ours / r["rtf"], 2)
 
-    audio, names = heldout(args.manifest, args.clips, args.clip_seconds)
+    audio = heldout_crops(args.manifest, args.clips, args.clip_seconds, seed=SEED)  # the crops the trainer validates on
     logmel = mel_fn(audio)
     mrstft = MultiResolutionSTFTLoss()
     quality = {}
@@ -215,7 +196,7 @@ def main() -> None:
             "audio_seconds": SECONDS, "threads": args.threads, "repeats": args.repeats, "model": args.model, "params": n_params,
             "vocoder_config": {k: voc.config.get(k) for k in ("model", "mel")}, "training": voc.config.get("training"),
             "heldout_manifest": str(args.manifest.relative_to(ROOT) if args.manifest.is_relative_to(ROOT) else args.manifest),
-            "heldout_clips": len(names), "clip_seconds": args.clip_seconds,
+            "heldout_clips": len(audio), "clip_seconds": args.clip_seconds,
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
             "load_average": [round(x, 2) for x in __import__("os").getloadavg()],
         },
@@ -237,12 +218,12 @@ def main() -> None:
         md += [f"| {r['model']} | {r['params_m'] if r['params_m'] is not None else '-'} | {r['rtf']} | {r['seconds'] * 1000:.1f} | {r['ours_speedup']} |" for r in rows]
         md.append("")
     md += [
-        f"## Reconstruction quality ({len(names)} held-out clips × {args.clip_seconds:g} s from `{result['config']['heldout_manifest']}`)", "",
+        f"## Reconstruction quality ({len(audio)} held-out clips × {args.clip_seconds:g} s from `{result['config']['heldout_manifest']}`)", "",
         "| method | mel L1 | MR-STFT distance |", "|---|---|---|",
     ]
     md += [f"| {n} | {q['mel_l1']} | {q['mrstft']} |" for n, q in quality.items()]
     md += ["", f"Griffin-Lim / ours: mel L1 {ratios['mel_l1_gl_over_ours']}x, MR-STFT {ratios['mrstft_gl_over_ours']}x (above 1: ours is better); "
-           f"ours is better on {ours_q['mel_l1_clips_better_than_gl']} of {len(names)} clips (mel L1).", ""]
+           f"ours is better on {ours_q['mel_l1_clips_better_than_gl']} of {len(audio)} clips (mel L1).", ""]
     (out / f"{args.out_name}.md").write_text("\n".join(md))
     print(f"wrote {out / args.out_name}.json and .md")
 
