@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cadenza.audio.mel import MelConfig, normalize_log_mel
+from cadenza.audio.mel import MelConfig, _mel_pinv, normalize_log_mel
+from cadenza.audio.phase import locked_phase, peak_advances, refine_phase
 from cadenza.checkpoint import load_model_folder, save_model_folder
 from cadenza.errors import CadenzaError
 from cadenza.fsutil import atomic_path
@@ -66,7 +67,11 @@ class GeneratorConfig:
     kernel_size: int = 7
     layer_scale_init: float | None = None  # None → 1 / num_layers (Vocos)
     magnitude_skip: bool = True
-    phase_mode: str = "direct"  # "direct": the phase per frame (Vocos); "integrated": cumsum of a predicted advance + a local term
+    skip_map: str = "mean"  # "mean": weighted mean of log-mels (smooth); "pinv": log of the filter bank's pseudo-inverse (mel-consistent)
+    phase_mode: str = "direct"  # "direct": the phase per frame (Vocos); "integrated": cumsum of a predicted advance + a local term;
+    # "locked": the phase vocoder's locked phase of the predicted magnitude (cadenza.audio.phase) + a predicted residual
+    phase_iters: int = 0  # fast Griffin-Lim iterations on the predicted spectrum before the istft (0: none)
+    peak_floor: float = 1e-3  # "locked": peaks below this fraction of the frame's maximum are not sinusoids
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
@@ -77,8 +82,12 @@ class GeneratorConfig:
                 f"known keys: {', '.join(cls.__dataclass_fields__)}",
             )
         config = cls(**data)
-        if config.phase_mode not in ("integrated", "direct"):
-            raise CadenzaError(f"vocoder config: unknown phase_mode '{config.phase_mode}'", "use 'integrated' or 'direct'")
+        if config.phase_mode not in ("integrated", "direct", "locked"):
+            raise CadenzaError(f"vocoder config: unknown phase_mode '{config.phase_mode}'", "use 'direct', 'integrated' or 'locked'")
+        if config.phase_iters < 0:
+            raise CadenzaError(f"vocoder config: phase_iters must be >= 0, got {config.phase_iters}", "0 turns the refinement off")
+        if config.skip_map not in ("mean", "pinv"):
+            raise CadenzaError(f"vocoder config: unknown skip_map '{config.skip_map}'", "use 'mean' or 'pinv'")
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +158,9 @@ class VocosGenerator(nn.Module):
             if config.magnitude_skip:  # start the residual near zero so the fixed map is the initial magnitude
                 self.head.weight[:nb].mul_(0.01)
                 self.head.bias[:nb].zero_()
+            if config.phase_mode == "locked":  # the residual on the locked phase starts at zero
+                self.head.weight[nb:].zero_()
+                self.head.bias[nb:].zero_()
             if config.phase_mode == "integrated":
                 # advance starts at each bin's own centre frequency (2π k hop / n_fft per frame): a
                 # stationary sinusoid per bin; the local term starts at random phases (no pulse train)
@@ -159,6 +171,7 @@ class VocosGenerator(nn.Module):
         weights, offset = mel_to_linear_log_map(mel)
         self.register_buffer("skip_weight", weights, persistent=False)
         self.register_buffer("skip_offset", offset, persistent=False)
+        self.register_buffer("skip_pinv", _mel_pinv(mel).clone(), persistent=False)
         self.register_buffer("window", torch.hann_window(mel.win_length), persistent=False)
 
     @property
@@ -168,13 +181,29 @@ class VocosGenerator(nn.Module):
         (In "integrated" phase mode the phase also carries the running sum of all earlier
         advances; :meth:`Vocoder.decode_chunked` carries that sum from chunk to chunk.)
         """
-        return 3 + self.config.num_layers * (self.config.kernel_size // 2)
+        network = 3 + self.config.num_layers * (self.config.kernel_size // 2)
+        if self.config.phase_iters:  # each Griffin-Lim iteration reaches n_fft/hop - 1 frames further, +2 for the stft's padding
+            network += self.config.phase_iters * (self.mel_config.n_fft // self.mel_config.hop_length - 1) + 2
+        return network
+
+    def skip_magnitude(self, logmel: Tensor) -> Tensor:
+        """The fixed log-magnitude the head's output is a residual on, (B, n_fft//2+1, T).
+
+        "mean" is smooth across bins (each bin the weighted mean of the covering log-mels);
+        "pinv" is ``log(max(P @ exp(logmel), 1e-5))`` with ``P`` the filter bank's
+        pseudo-inverse, which re-analyses to the input mel: with the true phase it scores a
+        mel L1 of 0.118 on held-out corpus clips against the smooth map's 0.188.
+        """
+        if self.config.skip_map == "pinv":
+            return torch.log(torch.clamp(torch.matmul(self.skip_pinv, torch.exp(logmel)), min=1e-5))
+        return torch.matmul(self.skip_weight, logmel) + self.skip_offset[:, None]
 
     def head_params(self, logmel: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Per-frame (log_mag, a, b), each (B, n_fft//2+1, T): the local (finite receptive field) part.
 
         "integrated": ``a`` is the phase advance per frame and ``b`` a local phase term;
-        "direct": ``a`` is the phase itself and ``b`` is None.
+        "direct": ``a`` is the phase itself and ``b`` is None; "locked": ``a`` is the residual on the
+        locked phase (see :meth:`spectrum`) and ``b`` is None.
         """
         x = self.embed(normalize_log_mel(logmel))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
@@ -184,7 +213,7 @@ class VocosGenerator(nn.Module):
         nb = self.n_bins
         log_mag = h[:, :nb]
         if self.config.magnitude_skip:
-            log_mag = log_mag + (torch.matmul(self.skip_weight, logmel) + self.skip_offset[:, None])
+            log_mag = log_mag + self.skip_magnitude(logmel)
         log_mag = torch.clamp(log_mag, max=math.log(MAX_MAGNITUDE))
         if self.config.phase_mode == "integrated":
             return log_mag, h[:, nb : 2 * nb], h[:, 2 * nb :]
@@ -206,11 +235,40 @@ class VocosGenerator(nn.Module):
         cum = torch.remainder(cum, 2 * math.pi)
         return cum.to(a.dtype) + b, cum[..., -1:]
 
+    def locked(self, log_mag: Tensor, residual: Tensor, anchor: tuple[int, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """"locked" mode: the phase vocoder's locked phase of ``exp(log_mag)`` plus ``residual``.
+
+        The magnitude is detached: peak picking is not differentiable, and the network learns the
+        phase through the residual. Returns the phase and the integrated advances (float64) so
+        :meth:`Vocoder.decode_chunked` can carry them: with ``anchor = (i, value)`` the running
+        sum is shifted so that it equals ``value`` at frame ``i - 1``.
+        """
+        m = self.mel_config
+        advance, ref = peak_advances(torch.exp(log_mag.detach()), m.n_fft, m.hop_length, self.config.peak_floor)
+        cumulative = torch.cumsum(advance.double(), dim=-1)
+        if anchor is not None:
+            i, value = anchor
+            if i > 0:
+                cumulative = cumulative - cumulative[..., i - 1 : i] + value
+        return locked_phase(cumulative, ref) + residual, cumulative
+
     def spectrum(self, logmel: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Predicted (log_mag, cos φ, sin φ), each (B, n_fft//2+1, T): the part before the istft."""
         log_mag, a, b = self.head_params(logmel)
-        phase, _ = self.phase(a, b)
+        if self.config.phase_mode == "locked":
+            phase, _ = self.locked(log_mag, a)
+        else:
+            phase, _ = self.phase(a, b)
         return log_mag, torch.cos(phase), torch.sin(phase)
+
+    def synthesize(self, log_mag: Tensor, cos: Tensor, sin: Tensor, phase_iters: int | None = None) -> Tensor:
+        """Spectrum parts → waveform, after ``phase_iters`` (default: the config's) Griffin-Lim iterations."""
+        n = self.config.phase_iters if phase_iters is None else int(phase_iters)
+        if n <= 0:
+            return self.istft(log_mag, cos, sin)
+        m = self.mel_config
+        spec = refine_phase(torch.exp(log_mag), torch.complex(cos, sin), n, m.n_fft, m.hop_length, self.window)
+        return torch.istft(spec, m.n_fft, m.hop_length, m.win_length, self.window, center=True, length=m.hop_length * (log_mag.shape[-1] - 1))
 
     def istft(self, log_mag: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Spectrum parts → waveform of ``hop * (T - 1)`` samples."""
@@ -221,7 +279,12 @@ class VocosGenerator(nn.Module):
         return torch.istft(spec, m.n_fft, m.hop_length, m.win_length, self.window, center=True, length=length)
 
     def forward(self, logmel: Tensor) -> Tensor:
-        return self.istft(*self.spectrum(logmel))
+        return self.synthesize(*self.spectrum(logmel))
+
+    def from_head(self, log_mag: Tensor, residual: Tensor) -> Tensor:
+        """"locked" mode: waveform from the head's outputs (what ``vocoder_head.onnx`` gives)."""
+        phase, _ = self.locked(log_mag, residual)
+        return self.synthesize(log_mag, torch.cos(phase), torch.sin(phase))
 
 
 def check_logmel(logmel: Tensor | np.ndarray, n_mels: int) -> tuple[Tensor, bool]:
@@ -307,8 +370,16 @@ class Vocoder:
             log_mag, a, b = gen.head_params(x[:, :, start:end])
             lo = 0 if start == 0 else half
             hi = end - start if end == T else end - start - half
-            phase, offset = gen.phase(a[..., lo:hi], None if b is None else b[..., lo:hi], offset)
-            spec = torch.polar(torch.exp(log_mag[..., lo:hi]), phase)
+            if gen.config.phase_mode == "locked":  # phase and refinement on the whole chunk (context included), then cut
+                phase, cumulative = gen.locked(log_mag, a, None if offset is None else (lo, offset))
+                offset = cumulative[..., hi - 1 : hi]
+                spec = refine_phase(torch.exp(log_mag), torch.polar(torch.ones_like(phase), phase), gen.config.phase_iters,
+                                    n_fft, hop, gen.window)[..., lo:hi]
+            else:
+                phase, offset = gen.phase(a[..., lo:hi], None if b is None else b[..., lo:hi], offset)
+                spec = torch.polar(torch.exp(log_mag[..., lo:hi]), phase)
+                if gen.config.phase_iters:
+                    raise CadenzaError("chunked decoding with phase_iters > 0 needs phase_mode 'locked'", "decode in one piece, or set phase_iters to 0")
             frames = torch.fft.irfft(spec, n=n_fft, dim=1) * gen.window[None, :, None]  # (B, n_fft, F)
             n_frames = frames.shape[-1]
             length = (n_frames - 1) * hop + n_fft
@@ -389,6 +460,21 @@ class _SpectrumOnly(nn.Module):
         return mag * cos, mag * sin
 
 
+class _HeadOnly(nn.Module):
+    """"locked" mode's ONNX-exportable part: log-mel → (log-magnitude, phase residual).
+
+    The locked phase needs ``cummax``, which ONNX lacks; :meth:`VocosGenerator.from_head` finishes.
+    """
+
+    def __init__(self, generator: VocosGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, logmel: Tensor) -> tuple[Tensor, Tensor]:
+        log_mag, residual, _ = self.generator.head_params(logmel)
+        return log_mag, residual
+
+
 def export_vocoder(
     out_dir: str | os.PathLike, fmt: str = "torchscript", name_or_path: str | os.PathLike = "default", vocoder: Vocoder | None = None
 ) -> Path:
@@ -397,7 +483,9 @@ def export_vocoder(
     ONNX: ``torch.istft`` has no ONNX operator, so ``vocoder_spectrum.onnx`` maps log-mel
     (B, n_mels, T) to the real and imaginary spectrum (B, n_fft//2+1, T); run an inverse STFT
     (Hann window, n_fft 1024, hop 256, centred, length hop*(T-1)) on it outside, as in the
-    model card. Needs the ``onnx`` package (``pip install .[export]``).
+    model card. In "locked" phase mode (no ONNX ``cummax``) it is ``vocoder_head.onnx``:
+    log-mel → (log-magnitude, phase residual), finished by :meth:`VocosGenerator.from_head`.
+    Needs the ``onnx`` package (``pip install .[export]``).
     """
     voc = vocoder if vocoder is not None else load_vocoder(name_or_path)
     out = Path(out_dir)
@@ -416,11 +504,13 @@ def export_vocoder(
             import onnx  # noqa: F401
         except ImportError:
             raise CadenzaError("ONNX export needs the 'onnx' package", "pip install onnx, or export --format torchscript") from None
-        path = out / "vocoder_spectrum.onnx"
+        locked = gen.config.phase_mode == "locked"
+        path = out / ("vocoder_head.onnx" if locked else "vocoder_spectrum.onnx")
+        names = ["log_mag", "phase_residual"] if locked else ["real", "imag"]
         with atomic_path(path, suffix=".onnx") as tmp:
             torch.onnx.export(
-                _SpectrumOnly(gen), (example,), str(tmp), input_names=["logmel"], output_names=["real", "imag"],
-                dynamic_axes={"logmel": {0: "batch", 2: "frames"}, "real": {0: "batch", 2: "frames"}, "imag": {0: "batch", 2: "frames"}},
+                (_HeadOnly if locked else _SpectrumOnly)(gen), (example,), str(tmp), input_names=["logmel"], output_names=names,
+                dynamic_axes={name: {0: "batch", 2: "frames"} for name in ["logmel", *names]},
                 opset_version=17, dynamo=False,
             )
         return path

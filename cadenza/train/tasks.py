@@ -322,7 +322,7 @@ class VocoderTask(Task):
         return dict(inner.last_log)
 
     def validate(self, module: Any, config: dict) -> dict[str, float]:
-        """``mel_l1`` of the generator's resynthesis of fixed held-out crops (the manifest's test split,
+        """``mel_l1`` of the generator's resynthesis of fixed held-out crops (the manifest's valid split,
         or tones of another seed for synthetic data); the "best" checkpoint follows it."""
         from cadenza.train.vocoder import heldout_crops, mel_l1
 
@@ -335,7 +335,7 @@ class VocoderTask(Task):
             if data.get("source") == "synthetic":
                 m._cadenza_val = torch.from_numpy(np.stack(synthetic_tones(n, seconds, seed + 1_000_003, int(config.get("mel", {}).get("sample_rate", 22050)))))
             else:
-                m._cadenza_val = heldout_crops(config["train"]["data"], n, seconds, seed)
+                m._cadenza_val = heldout_crops(config["train"]["data"], n, seconds, seed, split="valid")
         m.generator.eval()
         return {"mel_l1": mel_l1(m.generator, m._cadenza_val, m.mel)}
 
@@ -370,7 +370,12 @@ class BeatsTask(Task):
     """Beat/downbeat TCN (``cadenza.train.beats.BeatModule``)."""
 
     name, config_kind = "beats", "beats"
-    defaults = {"data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8, "val_clips": 32}}
+    # train.init_from: a model folder to fine-tune from (e.g. the shipped cadenza/weights/beats);
+    # freq_shift_max / freq_mask_max: band-shift and band-mask augmentation (off unless set)
+    defaults = {
+        "data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8, "val_clips": 32},
+        "train": {"init_from": None, "freq_shift_max": 0, "freq_mask_max": 0, "freq_mask_prob": 0.5},
+    }
     val_best, val_higher_is_better = "f1", True  # beat F1 + downbeat F1 of the full tracker, as the old loop chose
 
     def build_module(self, config: dict) -> torch.nn.Module:
@@ -389,6 +394,12 @@ class BeatsTask(Task):
             corpus = load_beat_corpus(data.get("corpus", "data/corpus-small"), "train", t.get("max_clips"))
         synth = synth_clicks(t["synth_clips"], t.get("synth_seconds", 6.0), seed + 1) if t.get("synth_clips") else None
         return DataSpec(BeatBatches(corpus, synth, t, seed), int(t["batch_size"]), prebatched=True)
+
+    def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
+        """``train.init_from``: start a fresh run from a trained model folder (a resume has its own weights)."""
+        folder = config["train"].get("init_from")
+        if folder:
+            _inner(module).init_from(folder)
 
     def validate(self, module: Any, config: dict) -> dict[str, float]:
         """Beat and downbeat F1 (mir_eval, 70 ms) of the full tracker on the corpus's valid split

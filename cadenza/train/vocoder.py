@@ -11,7 +11,8 @@ Two phases, chosen for a one-CPU-core budget:
    metallic buzz that magnitude losses alone leave.
 
 The loop, checkpoints and resume are the runner's (``cadenza train vocoder``); validation is
-``mel_l1`` on fixed held-out crops (``heldout_crops``), which also picks the "best" checkpoint.
+``mel_l1`` on fixed held-out crops of the valid split (``heldout_crops``), which also picks the
+"best" checkpoint; the test split stays for the ship check and the benchmark.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ class VocoderModule(L.LightningModule):
         audio = batch[:, : (batch.shape[-1] // hop) * hop]
         logmel = self.mel(audio)
         log_mag, cos, sin = self.generator.spectrum(logmel)
-        fake = self.generator.istft(log_mag, cos, sin)  # same length as audio
+        # same length as audio; through the Griffin-Lim refinement too, when the config has one
+        fake = self.generator.synthesize(log_mag, cos, sin, t.get("phase_iters"))
         logs: dict[str, float] = {}
 
         if gan:
@@ -189,7 +191,14 @@ class VocoderModule(L.LightningModule):
             logs["mrstft"] = float(stft_l.detach())
         w_phase = loss_cfg.get("gan_phase_weight" if gan else "phase_weight", 0.0)
         w_mag = loss_cfg.get("gan_spec_mag_weight" if gan else "spec_mag_weight", 0.0)
-        if w_phase or w_mag:
+        w_sc = loss_cfg.get("gan_spec_sc_weight" if gan else "spec_sc_weight", 0.0)
+        w_cons = loss_cfg.get("gan_mel_consistency_weight" if gan else "mel_consistency_weight", 0.0)
+        if w_cons:  # the predicted magnitude itself, through the filter bank, against the input mel
+            basis = self.mel.mel_basis
+            cons = (torch.log(torch.clamp(torch.matmul(basis, torch.exp(log_mag)), min=1e-5)) - logmel).abs().mean()
+            loss_g = loss_g + w_cons * cons
+            logs["mel_consistency"] = float(cons.detach())
+        if w_phase or w_mag or w_sc:
             m = self.mel.config
             target = torch.stft(audio, m.n_fft, m.hop_length, m.win_length, self.generator.window, center=True, return_complex=True)
         if w_phase:
@@ -200,6 +209,11 @@ class VocoderModule(L.LightningModule):
             mag_l = (log_mag - torch.log(target.abs().clamp(min=1e-5))).abs().mean()
             loss_g = loss_g + w_mag * mag_l
             logs["spec_mag"] = float(mag_l.detach())
+        if w_sc:  # spectral convergence of the predicted magnitude: weighs the loud bins the log losses underweigh
+            target_mag = target.abs()
+            sc = torch.linalg.vector_norm(target_mag - torch.exp(log_mag)) / torch.linalg.vector_norm(target_mag).clamp(min=1e-6)
+            loss_g = loss_g + w_sc * sc
+            logs["spec_sc"] = float(sc.detach())
 
         self._set_lr(opt_g, t.get("gan_lr", t["lr"]) if gan else t["lr"], gan=gan)
         opt_g.zero_grad(set_to_none=True)
@@ -212,9 +226,13 @@ class VocoderModule(L.LightningModule):
 
 
 # ---------------------------------------------------------------------------------------------- held-out
-def heldout_crops(manifest: str | os.PathLike, n: int, seconds: float, seed: int = 0) -> Tensor:
-    """Fixed crops from the manifest's test split (else its last ``n`` clips), skipping silent ones."""
-    clips = read_manifest(manifest, "test") or read_manifest(manifest)[-n:]
+def heldout_crops(manifest: str | os.PathLike, n: int, seconds: float, seed: int = 0, split: str = "test") -> Tensor:
+    """Fixed crops from one held-out split of the manifest (else its last ``n`` clips), skipping silent ones.
+
+    Training validates (and picks "best") on ``valid``; benchmarks and the ship check score on
+    ``test``, which nothing chose on.
+    """
+    clips = read_manifest(manifest, split) or read_manifest(manifest)[-n:]
     rng = np.random.default_rng(seed)
     length = int(seconds * 22050) // 256 * 256
     crops = []

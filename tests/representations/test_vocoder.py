@@ -73,17 +73,18 @@ def test_wrong_mel_gets_clear_error(tiny: Vocoder, bad: torch.Tensor, words: str
     assert words in str(err.value)
 
 
-@pytest.mark.parametrize("phase_mode", ["integrated", "direct"])
-def test_chunked_equals_whole(logmel: torch.Tensor, phase_mode: str) -> None:
+@pytest.mark.parametrize("phase_mode, phase_iters", [("integrated", 0), ("direct", 0), ("locked", 0), ("locked", 3)])
+def test_chunked_equals_whole(logmel: torch.Tensor, phase_mode: str, phase_iters: int) -> None:
     torch.manual_seed(1)
     config = load_config("vocoder", "tiny")
-    config["model"]["phase_mode"] = phase_mode
+    config["model"].update(phase_mode=phase_mode, phase_iters=phase_iters)
     gen = build_generator(config).eval()
     with torch.no_grad():
         gen.head.weight.normal_(0, 0.5)
     voc = Vocoder(gen, config)
     rf = voc.receptive_field
-    assert rf == 3 + 2 * 3  # embedding + two k=7 blocks
+    # embedding + two k=7 blocks, + 3 frames per Griffin-Lim iteration and 2 for the stft's padding
+    assert rf == 3 + 2 * 3 + (3 * phase_iters + 2 if phase_iters else 0)
     x = torch.cat([logmel, logmel.flip(-1), logmel], dim=-1)[None].repeat(2, 1, 1)  # 363 frames, batch 2
     whole = voc.decode(x)
     scale = whole.abs().max()
@@ -97,6 +98,22 @@ def test_chunked_equals_whole(logmel: torch.Tensor, phase_mode: str) -> None:
     assert torch.equal(voc.decode_chunked(x[:, :, :50], chunk_frames=64), voc.decode(x[:, :, :50]))  # short: one pass
     with pytest.raises(CadenzaError):
         voc.decode_chunked(x, chunk_frames=16, overlap_frames=16)
+
+
+def test_locked_phase_sustains_any_pitch() -> None:
+    """"locked" mode holds a 440 Hz tone (between the 86 Hz frame-rate multiples) from magnitude alone."""
+    config = load_config("vocoder", "tiny")
+    config["model"].update(phase_mode="locked", phase_iters=0)
+    gen = build_generator(config).eval()
+    t = np.arange(256 * 200) / 22050
+    tone = torch.from_numpy((0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32))
+    mag = MelSpectrogram().magnitude(tone[None])
+    log_mag = torch.log(mag.clamp(min=1e-5))
+    phase, _ = gen.locked(log_mag, torch.zeros_like(log_mag))
+    wave = gen.istft(log_mag, torch.cos(phase), torch.sin(phase))[0].numpy()
+    spectrum = np.abs(np.fft.rfft(wave[5000:45000] * np.hanning(40000)))
+    assert abs(np.argmax(spectrum) * 22050 / 40000 - 440.0) < 2.0
+    assert np.abs(wave[5000:45000]).max() > 0.4  # the lobe's bins add up: no cancellation between them
 
 
 def test_integrated_phase_sustains_any_pitch() -> None:
@@ -138,6 +155,27 @@ def test_onnx_spectrum_export_plus_istft_equals_eager(tiny: Vocoder, logmel: tor
     assert (wave - eager).abs().max() <= 1e-4 * eager.abs().max()
 
 
+def test_onnx_head_export_of_locked_mode_equals_eager(logmel: torch.Tensor, tmp_path) -> None:
+    """"locked" mode exports the network (log-mel → log-magnitude, phase residual); from_head finishes."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(2)
+    config = load_config("vocoder", "tiny")
+    config["model"].update(phase_mode="locked", phase_iters=2)
+    gen = build_generator(config).eval()
+    with torch.no_grad():
+        gen.head.weight.normal_(0, 0.5)
+    voc = Vocoder(gen, config)
+    path = export_vocoder(tmp_path, "onnx", vocoder=voc)
+    assert path.name == "vocoder_head.onnx"
+    x = torch.stack([logmel, logmel - 1.0])
+    log_mag, residual = ort.InferenceSession(str(path)).run(None, {"logmel": x.numpy()})
+    with torch.no_grad():
+        wave = gen.from_head(torch.from_numpy(log_mag), torch.from_numpy(residual))
+    eager = voc.decode(x)
+    assert (wave - eager).abs().max() <= 1e-3 * eager.abs().max()
+
+
 def test_mel_to_linear_map_tracks_the_spectrum(rng: np.random.Generator) -> None:
     """The magnitude skip starts at the right level and slope: per-bin mean log-magnitude within 0.25."""
     mel = MelSpectrogram()
@@ -150,6 +188,26 @@ def test_mel_to_linear_map_tracks_the_spectrum(rng: np.random.Generator) -> None
     assert (est - true).abs().mean() < 0.25
     assert (true - true.mean()).abs().mean() > 0.5  # a flat guess would be far off
     assert ((weights @ logmel).mean(1) - true).abs().mean() > 2.0  # and so would the map without its area offset
+
+
+def test_pinv_skip_reanalyses_to_the_input_mel(rng: np.random.Generator) -> None:
+    """The "pinv" skip is mel-consistent: its magnitude, pushed back through the filter bank, gives
+    the input mel (where the smooth "mean" map is biased), and an unknown map name is refused."""
+    mel = MelSpectrogram()
+    t = np.arange(22050) / 22050
+    audio = sum(0.2 / k * np.sin(2 * np.pi * 196 * k * t) for k in range(1, 8)) + 0.003 * rng.standard_normal(t.size)
+    logmel = mel(torch.from_numpy(audio.astype(np.float32)))[None]
+    config = load_config("vocoder", "tiny")
+
+    def refit(skip_map: str) -> float:
+        gen = build_generator({**config, "model": {**config["model"], "skip_map": skip_map}})
+        back = torch.log((mel.mel_basis @ torch.exp(gen.skip_magnitude(logmel))).clamp(min=1e-5))
+        return float((back - logmel).abs().mean())
+
+    assert refit("pinv") < 0.1
+    assert refit("mean") > 2 * refit("pinv")
+    with pytest.raises(CadenzaError, match="skip_map"):
+        build_generator({**config, "model": {**config["model"], "skip_map": "nnls"}})
 
 
 def test_save_load_roundtrip_and_errors(tiny: Vocoder, logmel: torch.Tensor, tmp_path) -> None:

@@ -1,0 +1,68 @@
+"""Phase from magnitude: locked phase-vocoder integration and fast Griffin-Lim refinement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cadenza.audio import MelSpectrogram
+from cadenza.audio.phase import peak_advances, phase_from_magnitude, refine_phase
+
+SR, N_FFT, HOP = 22050, 1024, 256
+WINDOW = torch.hann_window(N_FFT)
+
+
+def _stft(wave: torch.Tensor) -> torch.Tensor:
+    return torch.stft(wave, N_FFT, HOP, N_FFT, WINDOW, center=True, return_complex=True)
+
+
+def _istft(spec: torch.Tensor) -> torch.Tensor:
+    return torch.istft(spec, N_FFT, HOP, N_FFT, WINDOW, center=True, length=HOP * (spec.shape[-1] - 1))
+
+
+def _chord(seconds: float = 2.0) -> torch.Tensor:
+    t = np.arange(int(seconds * SR)) / SR
+    wave = sum(0.2 * np.sin(2 * np.pi * f * t + k) for k, f in enumerate((261.6, 329.6, 392.0, 1046.5)))
+    return torch.from_numpy(wave.astype(np.float32))[None]
+
+
+def test_peak_advance_is_the_interpolated_frequency() -> None:
+    """A 440 Hz tone (bin 20.43): its peak bin and the lobe around it advance at 440 Hz, not at their centres."""
+    mag = _stft(torch.from_numpy(np.sin(2 * np.pi * 440.0 * np.arange(SR) / SR).astype(np.float32))[None]).abs()
+    advance, ref = peak_advances(mag, N_FFT, HOP)
+    mid = mag.shape[-1] // 2
+    assert int(ref[0, 19, mid]) == int(ref[0, 21, mid]) == 20
+    hz = advance[0, 18:23, mid] / (2 * math.pi * HOP) * SR
+    assert torch.allclose(hz, torch.full_like(hz, 440.0), atol=3.0)
+
+
+def test_locked_phase_beats_random_phase_and_refinement_improves_it() -> None:
+    """From the true magnitude, the locked phase re-analyses far closer than random phases, and
+    Griffin-Lim iterations from it bring the spectral error down further."""
+    audio = _chord()
+    mel = MelSpectrogram()
+    target = mel(audio)
+    mag = _stft(audio).abs()
+
+    def mel_l1(spec: torch.Tensor) -> float:
+        return float((mel(_istft(spec)) - target).abs().mean())
+
+    locked = phase_from_magnitude(mag, N_FFT, HOP)
+    random = torch.rand(mag.shape, generator=torch.Generator().manual_seed(0)) * 2 * math.pi
+    unit = torch.polar(torch.ones_like(mag), locked)
+    assert mel_l1(mag * unit) < 0.7 * mel_l1(torch.polar(mag, random))
+    assert torch.equal(refine_phase(mag, unit, 0, N_FFT, HOP, WINDOW), mag * unit)
+    assert mel_l1(refine_phase(mag, unit, 4, N_FFT, HOP, WINDOW)) < mel_l1(mag * unit)
+
+
+def test_silence_and_batches() -> None:
+    """No peak (silence) falls back to bin-centre advances; batch items do not interact."""
+    silent = torch.zeros(1, N_FFT // 2 + 1, 10)
+    advance, ref = peak_advances(silent, N_FFT, HOP)
+    assert torch.equal(ref[0, :, 0], torch.arange(N_FFT // 2 + 1))
+    assert torch.isfinite(phase_from_magnitude(silent, N_FFT, HOP)).all()
+    mag = _stft(torch.cat([_chord(), 0.1 * _chord()])).abs()
+    both = phase_from_magnitude(mag, N_FFT, HOP)
+    assert torch.allclose(both[1:], phase_from_magnitude(mag[1:], N_FFT, HOP))
