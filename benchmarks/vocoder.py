@@ -151,6 +151,9 @@ def main() -> None:
         mel = mel_fn(probe)[None]  # (1, 128, 862)
         label = "cadenza vocoder (shipped)" if args.model == "default" else f"cadenza vocoder ({args.model})"
         peers: list[tuple[str, object, int | None]] = [(label, voc.generator, n_params)]
+        iters = voc.generator.config.phase_iters
+        if iters:  # the same weights without the Griffin-Lim refinement: what the network alone costs
+            peers.append((f"{label}, phase_iters 0", lambda m: voc.generator.synthesize(*voc.generator.spectrum(m), 0), n_params))
         vocos = vocos_peer()
         if isinstance(vocos, str):
             print(f"vocos peer skipped: {vocos}")
@@ -159,6 +162,7 @@ def main() -> None:
         hifi = hifigan_peer()
         peers.append(("HiFi-GAN V1 (SpeechT5HifiGan, random weights)", hifi, sum(p.numel() for p in hifi.parameters())))
         peers.append(("Griffin-Lim (32 iterations)", lambda m: griffin_lim(m, voc.mel_config, n_iter=32), None))
+        peers.append(("Griffin-Lim (32 iterations, locked start)", lambda m: griffin_lim(m, voc.mel_config, n_iter=32, init="locked"), None))
         timings = rtf_interleaved([fn for _, fn, _ in peers], mel, args.repeats)
         for (name, fn, params), (factor, best, samples) in zip(peers, timings):
             rows.append({"model": name, "rtf": round(factor, 1), "seconds": round(best, 4), "params_m": round(params / 1e6, 2) if params else None, "out_samples": samples})
@@ -172,7 +176,14 @@ def main() -> None:
     mrstft = MultiResolutionSTFTLoss()
     quality = {}
     with torch.inference_mode():
-        for name, wave in (("cadenza vocoder", voc.decode(logmel)), ("Griffin-Lim (32 it)", griffin_lim(logmel, voc.mel_config, n_iter=32))):
+        candidates = [("cadenza vocoder", voc.decode(logmel)), ("Griffin-Lim (32 it)", griffin_lim(logmel, voc.mel_config, n_iter=32))]
+        candidates.append(("Griffin-Lim (32 it, locked start)", griffin_lim(logmel, voc.mel_config, n_iter=32, init="locked")))
+        shipped_iters = voc.generator.config.phase_iters
+        if voc.generator.config.phase_mode == "locked":  # the same weights with other refinement budgets
+            spectrum = voc.generator.spectrum(logmel)
+            for n in sorted({0, 2, 4, 8, 16} - {shipped_iters}):
+                candidates.append((f"cadenza vocoder, phase_iters {n}", voc.generator.synthesize(*spectrum, n)))
+        for name, wave in candidates:
             per_clip = (mel_fn(wave) - logmel).abs().mean(dim=(1, 2))
             quality[name] = {
                 "mel_l1": round(float(per_clip.mean()), 4),
@@ -184,7 +195,9 @@ def main() -> None:
     ours_q["mel_l1_clips_better_than_gl"] = int((ours_q["_per_clip"] < gl_q["_per_clip"]).sum())
     for q in quality.values():
         q.pop("_per_clip")
-    gl_q.pop("mel_l1_clips_better_than_gl")
+    for name, q in quality.items():
+        if name != "cadenza vocoder":
+            q.pop("mel_l1_clips_better_than_gl")
     ratios = {"mel_l1_gl_over_ours": round(gl_q["mel_l1"] / ours_q["mel_l1"], 3), "mrstft_gl_over_ours": round(gl_q["mrstft"] / ours_q["mrstft"], 3)}
     for name, q in quality.items():
         print(f"{name:22s} mel L1 {q['mel_l1']:.4f}   MR-STFT {q['mrstft']:.4f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -163,6 +164,17 @@ def trained_generator(run: Path, which: str) -> tuple[dict[str, torch.Tensor], d
 
 
 # ---------------------------------------------------------------------------------------------- ship
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (else the platform's machine name), for the training facts."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def cmd_ship(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -183,7 +195,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
         **config.get("training", {}),
         "data": config["train"].get("data"),
         "wall_hours": round(hours, 3) if hours else None,
-        "hardware": "1 CPU thread (AMD EPYC), torch " + torch.__version__,
+        "hardware": f"{config.get('launch', {}).get('threads', '?')} CPU thread(s) ({_cpu_name()}), torch {torch.__version__}",
         "heldout_mel_l1": round(ours, 4),
         "heldout_griffin_lim_mel_l1": round(gl, 4),
         "heldout_clips": int(audio.shape[0]),

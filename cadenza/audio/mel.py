@@ -106,13 +106,18 @@ def denormalize_log_mel(x: torch.Tensor) -> torch.Tensor:
 
 
 def griffin_lim(
-    logmel: torch.Tensor, config: MelConfig = MelConfig(), n_iter: int = 32, momentum: float = 0.99, seed: int = 0
+    logmel: torch.Tensor, config: MelConfig = MelConfig(), n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
+    init: str = "random",
 ) -> torch.Tensor:
     """Invert a log-mel with the fast Griffin-Lim algorithm (Perraudin et al. 2013).
 
     The mel magnitude is first mapped back to a linear magnitude with the non-negative
     least-squares-like pseudo-inverse of the filter bank (clamped at zero), then phase is
     estimated iteratively. (B, n_mels, T) → (B, hop * (T - 1)).
+
+    ``init="random"`` is the classic algorithm (random phases, the benchmarks' baseline);
+    ``init="locked"`` starts from the phase vocoder's locked phase of the magnitude
+    (:mod:`cadenza.audio.phase`), which re-analyses closer for the same iterations.
     """
     squeeze = logmel.dim() == 2
     if squeeze:
@@ -126,8 +131,15 @@ def griffin_lim(
     mag = torch.clamp(_mel_pinv(config).to(logmel) @ mel, min=0.0)
     window = torch.hann_window(config.win_length, device=logmel.device, dtype=logmel.dtype)
     length = config.hop_length * (logmel.shape[-1] - 1)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    angles = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=gen)).to(logmel.device)
+    if init == "locked":
+        from cadenza.audio.phase import phase_from_magnitude
+
+        angles = torch.polar(torch.ones_like(mag), phase_from_magnitude(mag, config.n_fft, config.hop_length))
+    elif init == "random":
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        angles = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=gen)).to(logmel.device)
+    else:
+        raise CadenzaError(f"unknown Griffin-Lim init '{init}'", "use 'random' or 'locked'")
     prev = torch.zeros_like(angles)
 
     def istft(spec: torch.Tensor) -> torch.Tensor:
