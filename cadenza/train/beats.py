@@ -7,6 +7,8 @@ times and downbeat flags). A step is a batch of whole clips with:
 - a random tempo stretch (linear interpolation of the log-mel along time, beat times scaled
   with it), so tempi between the corpus's are seen too;
 - a random gain (a shift of the log-mel, clamped at the floor);
+- optionally (``freq_shift_max``, ``freq_mask_max`` / ``freq_mask_prob``) a shift of the log-mel
+  along its bands and one band masked to the floor (timbre and register variety);
 - a few synthetic click tracks (accented downbeats, random timbre, meter and tempo) and
   beat-free clips (silence, steady noise), so the tracker also knows a metronome and knows
   when there is no beat at all.
@@ -21,6 +23,8 @@ Train with the one runner (docs/training.md); the valid split's F1 picks the "be
     nohup nice cadenza train beats small data.corpus=data/corpus-small train.max_minutes=20 --out runs/beats/small &
     # the same, resuming by itself when the folder holds checkpoints:
     nohup nice python -m cadenza.train.beats --data data/corpus-small --out runs/beats/small --max-minutes 20 &
+    # fine-tune a trained tracker (same shape) instead of starting from random weights:
+    nohup nice cadenza train beats medium train.init_from=cadenza/weights/beats train.lr=1e-3 --out runs/beats/ft &
 
 The run folder holds ``best/`` (the best model folder, loadable with ``NeuralBeatTracker.load``),
 ``model/`` (the last one), ``checkpoints/`` and the logs. ``python -m cadenza.train.beats --ship
@@ -152,6 +156,32 @@ def synth_clicks(n: int, seconds: float, seed: int) -> BeatCorpus:
     return BeatCorpus(list(mel), beats, [f"synth-{i}" for i in range(n)], [True] * n)
 
 
+def _spectral_augment(rng: np.random.Generator, mel: Tensor, train: dict) -> Tensor:
+    """Optional timbre augmentation: a shift of the log-mel along its bands and one masked band.
+
+    The held-out works without drums are where the tracker is weakest (their beats and bar lines
+    are read from the instruments' register and timbre), so these make the same rhythm appear in
+    other registers and with a missing band; both are off (0) unless the config asks, and draw no
+    random numbers then, so older configs keep their exact data stream.
+    """
+    shift_max, mask_max = int(train.get("freq_shift_max", 0)), int(train.get("freq_mask_max", 0))
+    if shift_max > 0:
+        k = int(rng.integers(-shift_max, shift_max + 1))
+        if k:
+            shifted = torch.full_like(mel, LOG_MEL_MIN)
+            if k > 0:
+                shifted[k:] = mel[:-k]
+            else:
+                shifted[:k] = mel[-k:]
+            mel = shifted
+    if mask_max > 0 and rng.random() < float(train.get("freq_mask_prob", 0.5)):
+        width = int(rng.integers(1, mask_max + 1))
+        lo = int(rng.integers(0, max(mel.shape[0] - width, 0) + 1))
+        mel = mel.clone()
+        mel[lo : lo + width] = LOG_MEL_MIN
+    return mel
+
+
 class BeatBatches(IterableDataset):
     """Endless batches (log-mel (B, n_mels, L), targets (B, 2, L), valid (B, L)) with augmentation."""
 
@@ -170,6 +200,7 @@ class BeatBatches(IterableDataset):
             scale = (n_new - 1) / max(mel.shape[-1] - 1, 1)  # align_corners maps frame i to i * scale
             mel = F.interpolate(mel[None], size=n_new, mode="linear", align_corners=True)[0]
             times = times * scale
+        mel = _spectral_augment(rng, mel, t)
         n = mel.shape[-1]
         start = int(rng.integers(0, n - frames + 1)) if n > frames else 0
         take = min(frames, n - start)
@@ -254,6 +285,29 @@ class BeatModule(L.LightningModule):
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self.last_log: dict[str, float] = {}
 
+    def init_from(self, folder: str | os.PathLike) -> None:
+        """Load a beat tracker model folder's weights into the TCN before step 0 (``train.init_from``).
+
+        Fine-tuning the shipped tracker on a rebuilt corpus costs minutes where training from
+        scratch costs the whole budget again; the architecture must match exactly (a TCN of
+        another shape would silently keep half its layers at random init, so that is an error).
+        """
+        from cadenza.checkpoint import load_model_folder
+        from cadenza.controls.beat_tracker import MODEL_KIND
+
+        state, saved = load_model_folder(folder)
+        if saved.get("kind") != MODEL_KIND:
+            raise CadenzaError(f"train.init_from: {folder} is not a beat tracker model folder (kind={saved.get('kind')!r})", "pass a folder written by cadenza.train.beats, e.g. cadenza/weights/beats")
+        ours = {k: v for k, v in self.model.config.items() if k != "dropout"}
+        theirs = {k: v for k, v in BeatTCN(saved.get("model")).config.items() if k != "dropout"}
+        if ours != theirs:
+            diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+            raise CadenzaError(f"train.init_from: {folder} has another TCN shape (differs in {', '.join(diff)})", "use the config the weights were trained with (see their config.json 'model')")
+        try:
+            self.model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        except RuntimeError as exc:
+            raise CadenzaError(f"train.init_from: {folder} weights do not fit the TCN ({str(exc).splitlines()[0]})", "re-export the model with cadenza.train.beats") from None
+
     def lr_scale(self, step: int) -> float:
         """Linear warm-up, then cosine decay to 5 % at ``max_steps``."""
         t = self.config["train"]
@@ -277,20 +331,65 @@ class BeatModule(L.LightningModule):
         return loss
 
 
-def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+_HISTORY_KEYS = ("init_from", "lr", "warmup_steps", "max_steps", "stretch_prob", "stretch_max", "freq_shift_max", "freq_mask_max", "freq_mask_prob", "synth_fraction")
+
+
+def training_history(folder: str | os.PathLike, depth: int = 8) -> list[dict]:
+    """The training behind a model folder, newest stage first, as facts to ship with it.
+
+    A fine-tuned tracker is several runs deep (``train.init_from``); each run folder knows its
+    own settings, steps and wall time, and the folder it started from knows the rest. The chain
+    is read before shipping, because the shipped folder itself is often the start of the chain
+    and is about to be replaced.
+    """
+    folder = Path(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    if "history" in saved:  # an already shipped model: its history was recorded when it shipped
+        return list(saved["history"])
+    run = folder.parent
+    run_cfg = run / "config.json"
+    if not run_cfg.exists() or not (run / "checkpoints").is_dir():
+        # a bare model folder (an older shipped tracker): what its config says is all there is
+        return [{k: saved[k] for k in ("name", "train_step", "shipped_from", "valid") if k in saved}]
+    cfg = json.loads(run_cfg.read_text())
+    t = cfg.get("train", {})
+    step = int(saved.get("train_step", 0))
+    elapsed = 0.0
+    log = run / "train_log.jsonl"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            if int(row.get("step", 0)) <= step and "elapsed_s" in row:
+                elapsed = max(elapsed, float(row["elapsed_s"]))
+    stage = {"run": str(run), "config": cfg.get("name"), "steps": step, "minutes": round(elapsed / 60, 1),
+             "corpus": cfg.get("data", {}).get("corpus"), **{k: t[k] for k in _HISTORY_KEYS if t.get(k) is not None}}
+    init = t.get("init_from")
+    if init and depth > 0 and (Path(init) / "config.json").exists():
+        return [stage, *training_history(init, depth - 1)]
+    return [stage]
+
+
+def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None, corpus: str | os.PathLike | None = None) -> Path:
     """Copy a trained model folder to the shipped location with the current post-filter settings.
 
     The post-filter is not learnt, so the shipped config takes this Cadenza's defaults (updated
-    by the run's config overrides) rather than those frozen when the checkpoint was written.
+    by the run's config overrides) rather than those frozen when the checkpoint was written. The
+    config also records the training history (``training_history``) and, when the run's corpus
+    (or ``corpus``) is at hand, the whole valid split's F1 under exactly the shipped post-filter.
     """
     from cadenza.controls.beat_tracker import DEFAULT_POSTFILTER, WEIGHTS_DIR
 
     tracker = NeuralBeatTracker.load(folder)
     saved = json.loads((Path(folder) / "config.json").read_text())
     run_config = Path(folder).parent / "config.json"
-    overrides = json.loads(run_config.read_text()).get("postfilter", {}) if run_config.exists() else {}
-    tracker.postfilter = {**DEFAULT_POSTFILTER, **overrides}
-    extra = {k: v for k, v in saved.items() if k not in ("kind", "model", "postfilter")}
+    run = json.loads(run_config.read_text()) if run_config.exists() else {}
+    tracker.postfilter = {**DEFAULT_POSTFILTER, **run.get("postfilter", {})}
+    extra = {k: v for k, v in saved.items() if k not in ("kind", "model", "postfilter", "valid", "history", "best")}
+    extra["history"] = training_history(folder)
+    corpus = corpus if corpus is not None else run.get("data", {}).get("corpus")
+    if corpus and (Path(corpus) / "manifest.jsonl").exists():
+        valid = load_beat_corpus(corpus, "valid")
+        extra["valid"] = {"corpus": str(corpus), "clips": len(valid), **evaluate_tracker(tracker, valid)}
     return tracker.save(dest if dest is not None else WEIGHTS_DIR, {**extra, "shipped_from": str(folder)})
 
 
@@ -302,11 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ship", metavar="MODEL_FOLDER", default=None, help="instead of training: copy a trained model folder to cadenza/weights/beats")
+    parser.add_argument("--ship-to", default=None, help="with --ship: another destination folder (default: cadenza/weights/beats)")
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.batch_size=8")
     args = parser.parse_args(argv)
     if args.ship:
         try:
-            print(f"shipped {ship(args.ship)}")
+            print(f"shipped {ship(args.ship, args.ship_to, args.data)}")
         except CadenzaError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

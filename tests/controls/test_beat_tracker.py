@@ -27,7 +27,7 @@ from cadenza.controls.base import beats_to_activations
 from cadenza.controls.extract import extract_controls
 from cadenza.controls.rhythm import DSPBeatTracker, get_rhythm_tracker
 from cadenza.errors import CadenzaError
-from cadenza.train.beats import BeatBatches, BeatModule, beat_loss, f_measure, synth_clicks
+from cadenza.train.beats import BeatBatches, BeatModule, beat_loss, f_measure, ship, synth_clicks
 from cadenza.train.runner import fit_folder
 
 SR = SAMPLE_RATE
@@ -286,3 +286,62 @@ def test_train_script_end_to_end_on_a_tiny_corpus(tmp_path) -> None:
     assert json.loads((folder / "config.json").read_text())["train_step"] == 6
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in log if "val_f1" in line] == [3, 6]
+
+
+def test_init_from_loads_a_model_folder_and_refuses_another_shape(tmp_path) -> None:
+    """``train.init_from``: the TCN starts from a saved tracker; a folder of another shape or kind is one clear error."""
+    cfg = load_config("beats", "debug")
+    torch.manual_seed(1)
+    source = NeuralBeatTracker(BeatTCN(cfg["model"]))
+    source.save(tmp_path / "src")
+    torch.manual_seed(2)
+    module = BeatModule(cfg)
+    assert not torch.equal(module.model.head.weight, source.model.head.weight)
+    module.init_from(tmp_path / "src")
+    for name, value in source.model.state_dict().items():
+        assert torch.equal(module.model.state_dict()[name], value), name
+    NeuralBeatTracker(BeatTCN({**cfg["model"], "channels": 16})).save(tmp_path / "wide")
+    with pytest.raises(CadenzaError, match="another TCN shape.*channels"):
+        BeatModule(cfg).init_from(tmp_path / "wide")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"kind": "cadenza-vocoder"}))
+    (tmp_path / "other" / "model.safetensors").write_bytes((tmp_path / "src" / "model.safetensors").read_bytes())
+    with pytest.raises(CadenzaError, match="not a beat tracker model folder"):
+        BeatModule(cfg).init_from(tmp_path / "other")
+    with pytest.raises(CadenzaError, match="no such model folder"):
+        BeatModule(cfg).init_from(tmp_path / "missing")
+
+
+def test_runner_starts_from_init_from_and_resume_keeps_its_own_weights(tmp_path) -> None:
+    """With lr 0 the exported weights are exactly the init folder's: the runner loaded them before step 0."""
+    cfg = load_config("beats", "debug")
+    torch.manual_seed(3)
+    source = NeuralBeatTracker(BeatTCN(cfg["model"]))
+    source.save(tmp_path / "src")
+    overrides = ["data.source=synthetic", f"train.init_from={tmp_path / 'src'}", "train.lr=0.0", "train.max_steps=2",
+                 "train.synth_clips=0", "data.val_clips=0"]
+    folder = fit_folder("beats", "debug", overrides, tmp_path / "run", threads=1)
+    trained = NeuralBeatTracker.load(folder).model.state_dict()
+    for name, value in source.model.state_dict().items():
+        assert torch.equal(trained[name], value), name
+    # shipping records the chain: this run, then what the init folder said of itself
+    shipped = ship(folder, tmp_path / "shipped")
+    history = json.loads((shipped / "config.json").read_text())["history"]
+    assert [h.get("steps", h.get("train_step")) for h in history] == [2, None] and history[0]["init_from"] == str(tmp_path / "src")
+    assert NeuralBeatTracker.load(shipped).postfilter == bt.DEFAULT_POSTFILTER
+    # a resume takes the run's checkpoint, not the init folder (which may be gone by then)
+    (tmp_path / "src" / "model.safetensors").unlink()
+    fit_folder("beats", "debug", [*overrides, "train.max_steps=3"], tmp_path / "run", threads=1)  # resumes by itself
+
+
+def test_band_shift_and_mask_augmentation_keep_targets_and_are_off_by_default() -> None:
+    synth = synth_clicks(4, 2.0, seed=5)
+    base = {"batch_size": 2, "crop_frames": 200, "stretch_prob": 0.0, "gain_db": 0.0}  # whole clips: no random crop
+    plain = next(iter(BeatBatches(synth, None, base, seed=0)))
+    off = next(iter(BeatBatches(synth, None, {**base, "freq_shift_max": 0, "freq_mask_max": 0}, seed=0)))
+    assert all(torch.equal(a, b) for a, b in zip(plain, off))  # off draws nothing: the same stream
+    aug = next(iter(BeatBatches(synth, None, {**base, "freq_shift_max": 6, "freq_mask_max": 12, "freq_mask_prob": 1.0}, seed=0)))
+    assert torch.equal(aug[1], plain[1]) and torch.equal(aug[2], plain[2])  # beats do not move
+    assert aug[0].shape == plain[0].shape and not torch.equal(aug[0], plain[0])
+    floor = (aug[0] <= plain[0].min() + 1e-6).all(dim=-1)  # (B, n_mels): bands held at the floor
+    assert floor.any(dim=1).all()  # each item has its masked band
