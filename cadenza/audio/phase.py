@@ -18,7 +18,7 @@ magnitude:
 
 That phase is a far better start than random for Griffin-Lim: on held-out corpus clips the true
 magnitude with the locked phase plus 2 fast Griffin-Lim iterations re-analyses to a mel L1 of
-0.10, which 32 iterations from random phases do not reach (0.11). Everything is vectorised
+0.10, and plus 8 to 0.067, where Griffin-Lim's own 32 iterations from random phases reach 0.12. Everything is vectorised
 over batch, bins and frames; no Python loop runs over frames.
 """
 
