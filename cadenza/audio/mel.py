@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cadenza.audio.format import HOP_LENGTH, SAMPLE_RATE
+from cadenza.audio.phase import phase_from_magnitude, refine_phase
 from cadenza.errors import CadenzaError
 
 LOG_FLOOR = 1e-5
@@ -132,26 +133,12 @@ def griffin_lim(
     window = torch.hann_window(config.win_length, device=logmel.device, dtype=logmel.dtype)
     length = config.hop_length * (logmel.shape[-1] - 1)
     if init == "locked":
-        from cadenza.audio.phase import phase_from_magnitude
-
         angles = torch.polar(torch.ones_like(mag), phase_from_magnitude(mag, config.n_fft, config.hop_length))
     elif init == "random":
         gen = torch.Generator(device="cpu").manual_seed(seed)
         angles = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=gen)).to(logmel.device)
     else:
         raise CadenzaError(f"unknown Griffin-Lim init '{init}'", "use 'random' or 'locked'")
-    prev = torch.zeros_like(angles)
-
-    def istft(spec: torch.Tensor) -> torch.Tensor:
-        return torch.istft(spec, config.n_fft, config.hop_length, config.win_length, window, center=True, length=length)
-
-    def stft(wave: torch.Tensor) -> torch.Tensor:
-        return torch.stft(wave, config.n_fft, config.hop_length, config.win_length, window, center=True, return_complex=True)
-
-    for _ in range(n_iter):
-        rebuilt = stft(istft(mag * angles))
-        new = rebuilt - (momentum / (1 + momentum)) * prev
-        angles = new / torch.clamp(new.abs(), min=1e-8)
-        prev = rebuilt
-    wave = istft(mag * angles)
+    spec = refine_phase(mag, angles, n_iter, config.n_fft, config.hop_length, window, momentum)
+    wave = torch.istft(spec, config.n_fft, config.hop_length, config.win_length, window, center=True, length=length)
     return wave.squeeze(0) if squeeze else wave
