@@ -273,6 +273,18 @@ def rhythm_tracker_names() -> list[str]:
     return sorted(_TRACKERS)
 
 
+def describe_rhythm_tracker(name: str | RhythmTracker = "default") -> str:
+    """The name a report should record: ``"default (neural)"`` or ``"default (dsp)"`` after a fallback.
+
+    ``"default"`` alone would hide which tracker ran, and results cached under it would be
+    reused after the trained weights went missing.
+    """
+    tracker = get_rhythm_tracker(name)
+    resolved = str(getattr(tracker, "name", type(tracker).__name__))
+    asked = name if isinstance(name, str) else resolved
+    return asked if asked == resolved else f"{asked} ({resolved})"
+
+
 def get_rhythm_tracker(name: str | RhythmTracker = "default") -> RhythmTracker:
     """A tracker instance by registered name (an instance passes through).
 

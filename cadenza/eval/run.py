@@ -35,6 +35,7 @@ import torch
 from cadenza.audio import SAMPLE_RATE, MelSpectrogram, frames_for_duration
 from cadenza.config import write_json_atomic
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.controls.rhythm import describe_rhythm_tracker
 from cadenza.data.manifest import atomic_write_text
 from cadenza.errors import CadenzaError
 from cadenza.eval.adherence import aggregate_scores, compare_controls
@@ -342,7 +343,7 @@ def run_eval(
     gen = model if model is not None and hasattr(model, "_sample_mel") else Cadenza.load(model, threads=threads)
     steps_used, cfg_used, sampler = gen._check_args(steps, cfg, None)
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),
-                "subsets": [list(s) for s in chosen], "rhythm_tracker": rhythm_tracker, "vocoder": gen.vocoder.name}
+                "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name}
     key = settings_key(settings)
     cache = Path(cache) if cache is not None else out / "cache"
     figures = out / "figures"

@@ -9,7 +9,7 @@ import pytest
 from cadenza.audio import FRAME_RATE, SAMPLE_RATE, num_frames, resample, save_audio
 from cadenza.controls import ControlSet
 from cadenza.controls.extract import extract_controls, extract_controls_batch, extract_from_file, parse_control_names
-from cadenza.controls.rhythm import DSPBeatTracker, RhythmTracker, get_rhythm_tracker, register_rhythm_tracker
+from cadenza.controls.rhythm import DSPBeatTracker, RhythmTracker, describe_rhythm_tracker, get_rhythm_tracker, register_rhythm_tracker
 from cadenza.errors import CadenzaError
 
 SR = SAMPLE_RATE
@@ -100,6 +100,8 @@ def test_waltz_downbeats_find_three_four() -> None:
 
 def test_tracker_registry_and_plugin() -> None:
     assert isinstance(get_rhythm_tracker("dsp"), DSPBeatTracker)
+    assert describe_rhythm_tracker("dsp") == "dsp" and describe_rhythm_tracker(DSPBeatTracker()) == "dsp"
+    assert describe_rhythm_tracker("default") in ("default (neural)", "default (dsp)")
     with pytest.raises(CadenzaError, match="unknown rhythm tracker"):
         get_rhythm_tracker("madmom")
 
