@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cadenza.audio.format import HOP_LENGTH, SAMPLE_RATE
-from cadenza.audio.phase import phase_from_magnitude, refine_phase
+from cadenza.audio.phase import inverse_stft, phase_from_magnitude, refine_phase
 from cadenza.errors import CadenzaError
 
 LOG_FLOOR = 1e-5
@@ -140,5 +140,5 @@ def griffin_lim(
     else:
         raise CadenzaError(f"unknown Griffin-Lim init '{init}'", "use 'random' or 'locked'")
     spec = refine_phase(mag, angles, n_iter, config.n_fft, config.hop_length, window, momentum)
-    wave = torch.istft(spec, config.n_fft, config.hop_length, config.win_length, window, center=True, length=length)
+    wave = inverse_stft(spec, config.n_fft, config.hop_length, window, length)
     return wave.squeeze(0) if squeeze else wave

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from cadenza.audio.mel import MelConfig, _mel_pinv, normalize_log_mel
-from cadenza.audio.phase import locked_phase, peak_advances, refine_phase
+from cadenza.audio.phase import inverse_stft, locked_phase, peak_advances, refine_phase
 from cadenza.checkpoint import load_model_folder, save_model_folder
 from cadenza.errors import CadenzaError
 from cadenza.fsutil import atomic_path
@@ -268,15 +268,14 @@ class VocosGenerator(nn.Module):
             return self.istft(log_mag, cos, sin)
         m = self.mel_config
         spec = refine_phase(torch.exp(log_mag), torch.complex(cos, sin), n, m.n_fft, m.hop_length, self.window)
-        return torch.istft(spec, m.n_fft, m.hop_length, m.win_length, self.window, center=True, length=m.hop_length * (log_mag.shape[-1] - 1))
+        return inverse_stft(spec, m.n_fft, m.hop_length, self.window, m.hop_length * (log_mag.shape[-1] - 1))
 
     def istft(self, log_mag: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Spectrum parts → waveform of ``hop * (T - 1)`` samples."""
         mag = torch.exp(log_mag)
         spec = torch.complex(mag * cos, mag * sin)
         m = self.mel_config
-        length = m.hop_length * (log_mag.shape[-1] - 1)
-        return torch.istft(spec, m.n_fft, m.hop_length, m.win_length, self.window, center=True, length=length)
+        return inverse_stft(spec, m.n_fft, m.hop_length, self.window, m.hop_length * (log_mag.shape[-1] - 1))
 
     def forward(self, logmel: Tensor) -> Tensor:
         return self.synthesize(*self.spectrum(logmel))
