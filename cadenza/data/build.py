@@ -358,7 +358,8 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
     hours = sum(r["duration"] for r in rows) / 3600
     splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "test")}
     summary = {
-        "config": identity, "status": "complete", "works": len(works), "failed": len(failures), "clips": len(rows),
+        # limit_works: this manifest covers only the first N selected works (a later run without it adds the rest)
+        "config": identity, "status": "complete", "limit_works": cfg.limit_works, "works": len(works), "failed": len(failures), "clips": len(rows),
         "hours": round(hours, 4), "clips_per_split": splits, "built_works_this_run": n_built,
         "wall_seconds_this_run": round(elapsed, 2), "work_seconds_total": round(work_seconds, 2),
     }
