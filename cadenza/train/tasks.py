@@ -373,7 +373,7 @@ class BeatsTask(Task):
     # train.init_from: a model folder to fine-tune from (e.g. the shipped cadenza/weights/beats);
     # freq_shift_max / freq_mask_max: band-shift and band-mask augmentation (off unless set)
     defaults = {
-        "data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8, "val_clips": 32},
+        "data": {"source": "corpus", "corpus": "data/corpus-small", "val_corpus": None, "synthetic_clips": 8, "val_clips": 32},
         "train": {"init_from": None, "freq_shift_max": 0, "freq_mask_max": 0, "freq_mask_prob": 0.5},
     }
     val_best, val_higher_is_better = "f1", True  # beat F1 + downbeat F1 of the full tracker, as the old loop chose
@@ -402,7 +402,7 @@ class BeatsTask(Task):
             _inner(module).init_from(folder)
 
     def validate(self, module: Any, config: dict) -> dict[str, float]:
-        """Beat and downbeat F1 (mir_eval, 70 ms) of the full tracker on the corpus's valid split
+        """Beat and downbeat F1 (mir_eval, 70 ms) of the full tracker on the valid split of ``data.val_corpus`` (default: the corpus)
         (click tracks of another seed for synthetic data); ``f1`` is their sum."""
         from cadenza.controls.beat_tracker import NeuralBeatTracker
         from cadenza.train.beats import evaluate_tracker, load_beat_corpus, synth_clicks
@@ -416,7 +416,11 @@ class BeatsTask(Task):
                 m._cadenza_val = synth_clicks(n, float(t.get("synth_seconds", 2.0)), int(t.get("seed", 0)) + 1_000_003)
             else:
                 try:
-                    m._cadenza_val = load_beat_corpus(data.get("corpus", "data/corpus-small"), "valid", t.get("max_valid_clips") or n)
+                    # data.val_corpus: validate on another corpus's valid split (e.g. train on the full
+                    # preset, choose on corpus-small's valid split like the shipped model); splits are by work
+                    # everywhere (split_for), so no valid work is in either train split
+                    val_corpus = data.get("val_corpus") or data.get("corpus", "data/corpus-small")
+                    m._cadenza_val = load_beat_corpus(val_corpus, "valid", t.get("max_valid_clips") or n)
                 except CadenzaError:
                     m._cadenza_val = []  # no valid split: "best" by training loss
         if not m._cadenza_val:

@@ -259,11 +259,10 @@ def test_a_few_training_steps_reduce_the_loss() -> None:
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_train_script_end_to_end_on_a_tiny_corpus(tmp_path) -> None:
-    """A 4-clip corpus without a feature cache: mels from the audio, beats from the score npz."""
-    data = tmp_path / "corpus"
+def _click_corpus(data, specs) -> None:
+    """A corpus folder of click tracks: one row per (split, bpm), no feature cache."""
     rows = []
-    for i, (split, bpm) in enumerate([("train", 100.0), ("train", 130.0), ("train", 90.0), ("valid", 120.0)]):
+    for i, (split, bpm) in enumerate(specs):
         audio, beats, downs = click_track(bpm, meter=4, bars=2, lead=0.1)
         path = save_audio(data / "clips" / f"c{i}.flac", audio)
         flags = np.isin(beats, downs).astype(float)
@@ -277,6 +276,25 @@ def test_train_script_end_to_end_on_a_tiny_corpus(tmp_path) -> None:
             "controls": {"score": f"clips/c{i}.score.npz", "extracted": None},
         })
     (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_val_corpus_chooses_on_another_corpus(tmp_path) -> None:
+    """``data.val_corpus``: train on one corpus, validate (and choose "best") on another's valid split."""
+    _click_corpus(tmp_path / "big", [("train", 100.0), ("train", 130.0)])
+    _click_corpus(tmp_path / "small", [("valid", 120.0)])
+    overrides = [f"data.corpus={tmp_path / 'big'}", "train.max_steps=2", "log.val_every_steps=2", "train.synth_clips=4"]
+    fit_folder("beats", "debug", [*overrides, f"data.val_corpus={tmp_path / 'small'}"], tmp_path / "run", threads=1)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log if "val_f1" in line] == [2]
+    fit_folder("beats", "debug", overrides, tmp_path / "alone", threads=1)  # the big corpus has no valid split
+    log = [json.loads(line) for line in (tmp_path / "alone" / "train_log.jsonl").read_text().splitlines()]
+    assert not any("val_f1" in line for line in log)
+
+
+def test_train_script_end_to_end_on_a_tiny_corpus(tmp_path) -> None:
+    """A 4-clip corpus without a feature cache: mels from the audio, beats from the score npz."""
+    data = tmp_path / "corpus"
+    _click_corpus(data, [("train", 100.0), ("train", 130.0), ("train", 90.0), ("valid", 120.0)])
     run = tmp_path / "run"
     overrides = [f"data.corpus={data}", "train.max_steps=6", "log.val_every_steps=3", "train.synth_clips=4"]
     folder = fit_folder("beats", "debug", overrides, run, threads=1)
