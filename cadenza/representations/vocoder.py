@@ -10,18 +10,21 @@ Design (after Siuzdak 2023, "Vocos"; code written for Cadenza):
   1024-point spectrum; the spectrum ``exp(log_mag) * (cos φ + i sin φ)`` goes through
   ``torch.istft`` (n_fft 1024, hop 256, Hann window, ``center=True``).
 
-Three choices differ from Vocos, all for music and a CPU training budget:
+The choices that differ from Vocos, all for music and a CPU training budget (measured in
+``docs/vocoder/README.md``):
 
-- **integrated phase** (``phase_mode: "integrated"``): the head predicts a phase *advance*
-  per frame and a local phase term; the phase is the running sum of the advances plus the
-  local term. A network with a finite receptive field that predicts the phase frame by frame
-  (Vocos) outputs, for a sustained note longer than its receptive field, the same phase every
-  frame, which is a signal periodic in the hop: only multiples of 86 Hz can be held. A
-  constant advance holds any pitch. The sum runs in float64; ``decode_chunked`` carries it;
-- **magnitude skip**: the head's log-magnitude is a *residual* on a fixed, smooth
-  mel → linear map of the input log-mel (each linear bin takes the weighted average of the
-  log-mels of the bands that cover it, corrected for the Slaney filter area), so the network
-  starts with a sensible magnitude and spends its capacity on phase and detail;
+- **locked phase** (``phase_mode: "locked"``, the shipped config): the phase is the phase
+  vocoder's locked phase of the predicted magnitude (:mod:`cadenza.audio.phase`: peaks,
+  interpolated frequencies, integrated advances, bins locked to their peak) plus a predicted
+  residual, followed by ``phase_iters`` fast Griffin-Lim iterations. A network with a finite
+  receptive field that predicts the phase frame by frame (Vocos, ``"direct"``) outputs the same
+  phase every frame in the middle of a sustained note, a signal periodic in the hop: only
+  multiples of 86 Hz can be held. ``"integrated"`` (a predicted advance, summed) is the
+  learnt alternative, kept for comparison;
+- **magnitude skip**: the head's log-magnitude is a *residual* on a fixed mel → linear map of
+  the input: ``skip_map: "pinv"`` (shipped) is the log of the filter bank's pseudo-inverse,
+  which re-analyses to the input mel; ``"mean"`` is the smooth weighted mean of the covering
+  log-mels, corrected for the Slaney filter area;
 - ``center=True`` framing (instead of Vocos' "same" padding), which lines the predicted frames
   up one-to-one with :class:`cadenza.audio.MelSpectrogram`'s frames so a spectrum-level loss
   against the target STFT is possible.
@@ -30,8 +33,9 @@ Three choices differ from Vocos, all for music and a CPU training budget:
 :func:`cadenza.audio.griffin_lim`); a clip of ``n`` samples has ``T = n // hop + 1`` frames, so
 the output is the clip cut to a multiple of the hop (at most 255 samples shorter).
 
-The spectrum parameters have a finite receptive field (embedding ±3 frames, each block ±3),
-so :meth:`Vocoder.decode_chunked` can stream long inputs in chunks whose middles are exact.
+The spectrum parameters have a finite receptive field (embedding ±3 frames, each block ±3,
+each refinement iteration ±3), and the running phase sums are carried, so
+:meth:`Vocoder.decode_chunked` can stream long inputs in chunks whose middles are exact.
 """
 
 from __future__ import annotations

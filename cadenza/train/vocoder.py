@@ -3,12 +3,14 @@
 Two phases, chosen for a one-CPU-core budget:
 
 1. **warm-up** (``step < train.gan_start``): the generator alone, trained with the mel L1 loss
-   (weight 45, as in HiFi-GAN/Vocos), a multi-resolution STFT loss and magnitude-weighted
-   phase-derivative losses on the predicted spectrum. Cheap per step (no discriminators), and
-   most of the final reconstruction quality comes from here;
+   of the resynthesis (weight 45, as in HiFi-GAN/Vocos; through ``train.phase_iters``
+   refinement iterations), a multi-resolution STFT loss and, as each config sets, losses on
+   the predicted spectrum itself: log-magnitude L1 and spectral convergence against the target
+   STFT, mel consistency (the magnitude through the filter bank against the input mel) and
+   magnitude-weighted phase-derivative losses. Cheap per step (no discriminators);
 2. **GAN** (``step >= train.gan_start``): the Vocos recipe — multi-period + multi-resolution
-   discriminators with hinge losses, feature matching and the mel loss — which removes the
-   metallic buzz that magnitude losses alone leave.
+   discriminators with hinge losses, feature matching and the mel loss — plus the ``gan_*``
+   weights of the spectrum losses.
 
 The loop, checkpoints and resume are the runner's (``cadenza train vocoder``); validation is
 ``mel_l1`` on fixed held-out crops of the valid split (``heldout_crops``), which also picks the
@@ -227,12 +229,13 @@ class VocoderModule(L.LightningModule):
 
 # ---------------------------------------------------------------------------------------------- held-out
 def heldout_crops(manifest: str | os.PathLike, n: int, seconds: float, seed: int = 0, split: str = "test") -> Tensor:
-    """Fixed crops from one held-out split of the manifest (else its last ``n`` clips), skipping silent ones.
+    """Fixed crops from one held-out split of the manifest (``valid`` falls back to ``test``, then to the last ``n`` clips), skipping silent ones.
 
     Training validates (and picks "best") on ``valid``; benchmarks and the ship check score on
     ``test``, which nothing chose on.
     """
-    clips = read_manifest(manifest, split) or read_manifest(manifest)[-n:]
+    # a manifest without a valid split (e.g. train + test only) validates on test rather than on training clips
+    clips = read_manifest(manifest, split) or (split == "valid" and read_manifest(manifest, "test")) or read_manifest(manifest)[-n:]
     rng = np.random.default_rng(seed)
     length = int(seconds * 22050) // 256 * 256
     crops = []

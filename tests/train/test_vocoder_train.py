@@ -13,7 +13,7 @@ from cadenza.audio import save_audio
 from cadenza.config import load_config
 from cadenza.errors import CadenzaError
 from cadenza.representations.discriminators import anti_wrap, phase_loss
-from cadenza.train.vocoder import RandomCropDataset, VocoderModule, read_manifest
+from cadenza.train.vocoder import RandomCropDataset, VocoderModule, heldout_crops, read_manifest
 
 
 @pytest.fixture
@@ -83,6 +83,13 @@ def test_phase_loss_ignores_constant_offset_and_sees_errors() -> None:
     assert phase_loss(phase + 2 * np.pi, spec) < 1e-4  # wrapping is ignored
     assert phase_loss(phase + 0.5 * torch.randn_like(phase), spec) > 0.1
     assert torch.allclose(anti_wrap(torch.tensor([0.0, 2 * np.pi, np.pi, -3 * np.pi])), torch.tensor([0.0, 0.0, np.pi, np.pi]), atol=1e-5)
+
+
+def test_validation_crops_never_come_from_training_clips(manifest) -> None:
+    """``valid`` is used for choosing; a manifest without one falls back to ``test``, not to its last (train) clips."""
+    test = heldout_crops(manifest, 3, 0.2, seed=0, split="test")
+    valid = heldout_crops(manifest, 3, 0.2, seed=0, split="valid")
+    assert test.shape[0] == 1 and torch.equal(valid, test)
 
 
 def test_manifest_and_crops(manifest, tmp_path) -> None:
