@@ -16,10 +16,11 @@ magnitude:
   window centred in the frame) a stationary sinusoid reads ``φ_k = ψ − π k`` across its main
   lobe, so each bin takes its nearest peak's integrated phase minus ``π (k − peak)``.
 
-That phase is a far better start than random for Griffin-Lim: on held-out corpus clips the true
-magnitude with the locked phase plus 2 fast Griffin-Lim iterations re-analyses to a mel L1 of
-0.10, and plus 8 to 0.067, where Griffin-Lim's own 32 iterations from random phases reach 0.12. Everything is vectorised
-over batch, bins and frames; no Python loop runs over frames.
+That phase is a far better start than random for Griffin-Lim: on held-out corpus clips
+(``benchmarks/vocoder_bounds.py``) the true magnitude with the locked phase plus 2 fast
+Griffin-Lim iterations re-analyses to a mel L1 of 0.116, and plus 8 to 0.078, where the true
+magnitude with the phase of Griffin-Lim's 32 iterations from random phases gives 0.113. Everything is vectorised over batch, bins and frames; no Python loop runs over
+frames.
 """
 
 from __future__ import annotations

@@ -1,0 +1,123 @@
+"""What bounds the vocoder's mel distance: magnitude and phase taken apart, and the refinement budget.
+
+Mel L1 (the canonical log-mel, natural log) of the re-analysed output against the input
+log-mel, on the crops ``benchmarks/vocoder.py`` scores (test split, 16 × 4 s, seed 0), for:
+
+- Griffin-Lim (32 iterations, random start), the peer of the shipping rule;
+- fixed mel → linear magnitudes (the pseudo-inverse, and the smooth "mean" map) with the
+  **true** phase: the best a magnitude from the mel alone does when the phase is perfect;
+- the **true** magnitude with Griffin-Lim's phase, and with the locked phase
+  (``cadenza.audio.phase``) plus 0, 2 and 8 refinement iterations: what the phase costs;
+- the shipped vocoder's own magnitude with the true phase.
+
+Then ``phase_iters`` of the shipped vocoder against mel L1 and synthesis time on the **valid**
+split (24 × 4 s, seed 3), the data the shipped value was chosen on.
+
+    python benchmarks/vocoder_bounds.py [--manifest data/corpus-small/manifest.jsonl]
+
+Writes ``benchmarks/results/vocoder_bounds.json`` and ``.md`` (config, commit, seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from cadenza.audio import MelSpectrogram, griffin_lim  # noqa: E402
+from cadenza.audio.mel import _mel_pinv  # noqa: E402
+from cadenza.audio.phase import inverse_stft, phase_from_magnitude, refine_phase  # noqa: E402
+from cadenza.config import write_json_atomic  # noqa: E402
+from cadenza.representations.vocoder import load_vocoder, mel_to_linear_log_map  # noqa: E402
+from cadenza.train.vocoder import heldout_crops  # noqa: E402
+
+SEED = 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", type=Path, default=ROOT / "data/corpus-small/manifest.jsonl")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    mel = MelSpectrogram()
+    c = mel.config
+    window = torch.hann_window(c.n_fft)
+    voc = load_vocoder(args.model)
+    gen = voc.generator
+
+    def stft(wave: torch.Tensor) -> torch.Tensor:
+        return torch.stft(wave, c.n_fft, c.hop_length, c.n_fft, window, center=True, return_complex=True)
+
+    def scorer(logmel: torch.Tensor):
+        def score(spec: torch.Tensor) -> float:
+            wave = inverse_stft(spec, c.n_fft, c.hop_length, window, c.hop_length * (spec.shape[-1] - 1))
+            return round(float((mel(wave) - logmel).abs().mean()), 4)
+        return score
+
+    rows: list[tuple[str, float]] = []
+    with torch.inference_mode():
+        audio = heldout_crops(args.manifest, 16, 4.0, seed=SEED)
+        logmel = mel(audio)
+        score = scorer(logmel)
+        true = stft(audio)
+        true_mag, true_unit = true.abs(), true / true.abs().clamp(min=1e-8)
+        gl = griffin_lim(logmel, c, 32)
+        rows.append(("Griffin-Lim, 32 iterations (random start)", round(float((mel(gl) - logmel).abs().mean()), 4)))
+        pinv = torch.clamp(_mel_pinv(c) @ torch.exp(logmel), min=0.0)
+        weights, offset = mel_to_linear_log_map(c)
+        mean_map = torch.exp(weights @ logmel + offset[:, None])
+        rows.append(("pseudo-inverse magnitude + true phase", score(pinv * true_unit)))
+        rows.append(("smooth 'mean' magnitude + true phase", score(mean_map * true_unit)))
+        gl_spec = stft(gl)[..., : true.shape[-1]]
+        rows.append(("true magnitude + Griffin-Lim's phase", score(true_mag * gl_spec / gl_spec.abs().clamp(min=1e-8))))
+        locked = torch.polar(torch.ones_like(true_mag), phase_from_magnitude(true_mag, c.n_fft, c.hop_length))
+        for n in (0, 2, 8):
+            rows.append((f"true magnitude + locked phase + {n} iterations", score(refine_phase(true_mag, locked, n, c.n_fft, c.hop_length, window))))
+        log_mag, _, _ = gen.spectrum(logmel)
+        rows.append(("shipped vocoder's magnitude + true phase", score(torch.exp(log_mag) * true_unit)))
+
+        valid = heldout_crops(args.manifest, 24, 4.0, seed=3, split="valid")
+        vlog = mel(valid)
+        spectrum = gen.spectrum(vlog)
+        probe = gen.spectrum(vlog[:1, :, :].repeat(1, 1, 4)[..., :862])  # ~10 s of real mel for timing
+        sweep = []
+        for n in (0, 2, 4, 6, 8, 12, 16, 32):
+            wave = gen.synthesize(*spectrum, n)
+            gen.synthesize(*probe, n)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                gen.synthesize(*probe, n)
+            ms = (time.perf_counter() - t0) / 3 * 1000
+            sweep.append({"phase_iters": n, "mel_l1": round(float((mel(wave) - vlog).abs().mean()), 4), "synthesis_ms_10s": round(ms, 1)})
+        vgl = round(float((mel(griffin_lim(vlog, c, 32)) - vlog).abs().mean()), 4)
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    result = {"config": {"manifest": str(args.manifest), "model": args.model, "threads": args.threads, "test_crops": "16 x 4 s, seed 0",
+                         "valid_crops": "24 x 4 s, seed 3"}, "git_commit": commit, "seed": SEED,
+              "bounds": dict(rows), "phase_iters_valid": sweep, "griffin_lim_valid": vgl}
+    out = ROOT / "benchmarks/results"
+    write_json_atomic(out / "vocoder_bounds.json", result)
+    md = ["# What bounds the vocoder's mel distance", "", f"commit {commit}; {args.threads} threads; test split 16 × 4 s (seed 0), "
+          "the crops of `vocoder.md`; mel L1 of the re-analysed output against the input log-mel.", "",
+          "| magnitude + phase | mel L1 |", "|---|---|"]
+    md += [f"| {name} | {value} |" for name, value in rows]
+    md += ["", f"Half of Griffin-Lim's (issue #4's goal): {rows[0][1] / 2:.4f}.", "",
+           "## phase_iters of the shipped vocoder (valid split, 24 × 4 s, seed 3)", "",
+           "| phase_iters | mel L1 | synthesis ms for ~10 s (after the network) |", "|---|---|---|"]
+    md += [f"| {r['phase_iters']} | {r['mel_l1']} | {r['synthesis_ms_10s']} |" for r in sweep]
+    md += [f"| Griffin-Lim, 32 iterations | {vgl} | |", ""]
+    (out / "vocoder_bounds.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
