@@ -7,7 +7,9 @@ best of N) of the shipped vocoder, the ``vocos`` package's model architecture at
 22.05 kHz-equivalent size (dim 512, intermediate 1536, 8 layers, n_fft 1024, hop 256; random
 weights), a HiFi-GAN V1 generator (transformers' ``SpeechT5HifiGan``, upsample rates
 [8, 8, 2, 2], kernels [16, 16, 4, 4], 512 channels, 128 mel inputs; random weights) and
-Griffin-Lim (32 iterations).
+Griffin-Lim (32 iterations). The shipped vocoder runs at ``load_vocoder``'s "auto" precision
+(the network in bfloat16 on a CPU with AMX, else float32); on such a CPU the float32 run and the
+vocos peer under the same bfloat16 autocast are timed too, so precision is equal in some row.
 
 ``vocos`` cannot be imported as a package without torchaudio (its ``__init__`` pulls in the
 feature extractors and its ``heads.py`` imports torchaudio), so its own ``VocosBackbone`` and
@@ -150,15 +152,27 @@ def main() -> None:
         probe = torch.from_numpy((0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * np.random.default_rng(SEED).standard_normal(t.size)).astype(np.float32))
         mel = mel_fn(probe)[None]  # (1, 128, 862)
         label = "cadenza vocoder (shipped)" if args.model == "default" else f"cadenza vocoder ({args.model})"
+        label = f"{label}, {voc.precision}"
         peers: list[tuple[str, object, int | None]] = [(label, voc.generator, n_params)]
         iters = voc.generator.config.phase_iters
         if iters:  # the same weights without the Griffin-Lim refinement: what the network alone costs
             peers.append((f"{label}, phase_iters 0", lambda m: voc.generator.synthesize(*voc.generator.spectrum(m), 0), n_params))
+        if voc.precision == "bf16":  # the same model in float32, what a CPU without AMX runs
+            voc32 = load_vocoder(args.model, precision="fp32")
+            peers.append((label.replace(", bf16", ", fp32"), voc32.generator, n_params))
         vocos = vocos_peer()
         if isinstance(vocos, str):
             print(f"vocos peer skipped: {vocos}")
         else:
-            peers.append(("vocos architecture (512/1536/8, random weights)", vocos, sum(p.numel() for p in vocos.parameters())))
+            vocos_params = sum(p.numel() for p in vocos.parameters())
+            peers.append(("vocos architecture (512/1536/8, random weights), fp32", vocos, vocos_params))
+            if voc.precision == "bf16":  # the peer under the same bfloat16 autocast, so precision is equal too
+
+                def vocos_bf16(m: torch.Tensor, model: nn.Module = vocos) -> torch.Tensor:
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return model(m)
+
+                peers.append(("vocos architecture (512/1536/8, random weights), bf16 autocast", vocos_bf16, vocos_params))
         hifi = hifigan_peer()
         peers.append(("HiFi-GAN V1 (SpeechT5HifiGan, random weights)", hifi, sum(p.numel() for p in hifi.parameters())))
         peers.append(("Griffin-Lim (32 iterations)", lambda m: griffin_lim(m, voc.mel_config, n_iter=32), None))

@@ -67,14 +67,17 @@ class VocoderHandle:
         return wave.detach().cpu().numpy().astype(np.float32)
 
 
-def load_vocoder_handle(name: str, fallback: str = "griffin-lim", gl_iters: int = 32) -> VocoderHandle:
-    """The config's vocoder ('default', a folder, or 'griffin-lim'), falling back to Griffin-Lim if it cannot load."""
+def load_vocoder_handle(name: str, fallback: str = "griffin-lim", gl_iters: int = 32, precision: str = "auto") -> VocoderHandle:
+    """The config's vocoder ('default', a folder, or 'griffin-lim'), falling back to Griffin-Lim if it cannot load.
+
+    ``precision`` ("auto", "fp32", "bf16") is the vocoder network's; see ``resolve_precision``.
+    """
     if name == "griffin-lim":
         return VocoderHandle("griffin-lim", None, gl_iters)
     try:
         from cadenza.representations.vocoder import load_vocoder
 
-        return VocoderHandle(f"vocos:{name}", load_vocoder(name), gl_iters)
+        return VocoderHandle(f"vocos:{name}", load_vocoder(name, precision=precision), gl_iters)
     except (ImportError, CadenzaError) as err:
         if fallback != "griffin-lim":
             raise

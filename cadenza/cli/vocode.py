@@ -55,6 +55,7 @@ def vocode(
     chunk_frames: int = typer.Option(2048, "--chunk-frames", help="Inputs longer than this are decoded in overlapping chunks."),
     batch_size: int = typer.Option(8, "--batch-size", help="Equal-length inputs are decoded together, this many at a time."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0: torch's default)."),
+    precision: str = typer.Option("auto", "--precision", help="Vocoder network precision: auto (bf16 on CPUs with AMX, else fp32), fp32 or bf16."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Turn log-mel spectrograms (or audio, for a listening round trip) into audio.
@@ -73,13 +74,15 @@ def vocode(
         torch.set_num_threads(threads)
     if batch_size < 1 or chunk_frames < 2:
         raise CadenzaError("--batch-size must be ≥ 1 and --chunk-frames ≥ 2")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise CadenzaError(f"--precision '{precision}' is not one of auto, fp32, bf16", "auto picks bf16 on CPUs with AMX, else fp32")
     outs = _out_paths(inputs, out)
     vocoder = None
     if not use_griffin_lim:
         from cadenza.pipeline import load_vocoder_handle
 
         # like generation: without a shipped vocoder, 'default' means Griffin-Lim (said in a warning)
-        handle = load_vocoder_handle(model, fallback="griffin-lim" if model == "default" else "none")
+        handle = load_vocoder_handle(model, fallback="griffin-lim" if model == "default" else "none", precision=precision)
         if handle.note:
             console.print("[yellow]warning:[/] no vocoder is shipped; using Griffin-Lim (--griffin-lim says so, --model DIR picks a trained one)",
                           highlight=False, soft_wrap=True)
@@ -126,5 +129,5 @@ def vocode(
         save_audio(dest, wave, mel_config.sample_rate)
         total_s += wave.shape[-1] / mel_config.sample_rate
         console.print(f"{path} → {dest} ({wave.shape[-1] / mel_config.sample_rate:.2f} s)", highlight=False)
-    method = "Griffin-Lim" if vocoder is None else f"vocoder '{model}'"
+    method = "Griffin-Lim" if vocoder is None else f"vocoder '{model}' ({vocoder.precision})"
     console.print(f"{method}: {total_s:.1f} s of audio in {elapsed:.2f} s ({total_s / max(elapsed, 1e-9):.2g}x real time)", highlight=False)

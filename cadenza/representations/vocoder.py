@@ -177,6 +177,9 @@ class VocosGenerator(nn.Module):
         self.register_buffer("skip_offset", offset, persistent=False)
         self.register_buffer("skip_pinv", _mel_pinv(mel).clone(), persistent=False)
         self.register_buffer("window", torch.hann_window(mel.win_length), persistent=False)
+        # the network (embed → backbone → head) in bfloat16 autocast: a runtime choice, not a config one
+        # (see resolve_precision); the skip map, phase and istft stay float32
+        self.bf16 = False
 
     @property
     def receptive_field(self) -> int:
@@ -209,11 +212,13 @@ class VocosGenerator(nn.Module):
         "direct": ``a`` is the phase itself and ``b`` is None; "locked": ``a`` is the residual on the
         locked phase (see :meth:`spectrum`) and ``b`` is None.
         """
-        x = self.embed(normalize_log_mel(logmel))
-        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        h = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        with torch.autocast(logmel.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x = self.embed(normalize_log_mel(logmel))
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+            for block in self.blocks:
+                x = block(x)
+            h = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        h = h.float()
         nb = self.n_bins
         log_mag = h[:, :nb]
         if self.config.magnitude_skip:
@@ -330,6 +335,11 @@ class Vocoder:
     def receptive_field(self) -> int:
         return self.generator.receptive_field
 
+    @property
+    def precision(self) -> str:
+        """"bf16" when the network runs under bfloat16 autocast, else "fp32"."""
+        return "bf16" if self.generator.bf16 else "fp32"
+
     @torch.inference_mode()
     def decode(self, logmel: Tensor | np.ndarray) -> Tensor:
         """Log-mel (B, n_mels, T) or (n_mels, T) → waveform (B, hop*(T-1)) or (hop*(T-1),)."""
@@ -414,8 +424,35 @@ def resolve_vocoder_dir(name_or_path: str | os.PathLike = "default") -> Path:
     return Path(name_or_path)
 
 
-def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Vocoder:
-    """Load a vocoder folder (model.safetensors + config.json) as an eval-mode :class:`Vocoder`."""
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
+    """"auto" → "bf16" on a CPU with AMX tiles (bfloat16 matmuls in hardware), else "fp32".
+
+    Why: on such a CPU the network runs 2x faster in bfloat16 at the same held-out quality
+    (mel L1 0.1312 against 0.1311, ``docs/vocoder/README.md``); on CPUs without AMX bfloat16
+    is emulated or barely faster, so float32 stays the default there. GPUs keep float32.
+    """
+    if precision not in PRECISIONS:
+        raise CadenzaError(f"unknown vocoder precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if torch.device(device).type != "cpu":
+        return "fp32"
+    try:
+        return "bf16" if torch.cpu._is_amx_tile_supported() else "fp32"
+    except (AttributeError, RuntimeError):  # a private torch probe: absent in other builds means no
+        return "fp32"
+
+
+def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu", precision: str = "auto") -> Vocoder:
+    """Load a vocoder folder (model.safetensors + config.json) as an eval-mode :class:`Vocoder`.
+
+    ``precision``: "fp32", "bf16" (the network under bfloat16 autocast) or "auto" (see
+    :func:`resolve_precision`); :attr:`Vocoder.precision` tells which one runs.
+    """
+    resolved = resolve_precision(precision, device)
     folder = resolve_vocoder_dir(name_or_path)
     hint = (
         "no vocoder is shipped in this build: train one with scripts/train_vocoder.py (docs/vocoder/README.md) and pass "
@@ -439,6 +476,7 @@ def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torc
     generator.to(device).eval()
     for p in generator.parameters():
         p.requires_grad_(False)
+    generator.bf16 = resolved == "bf16"
     return Vocoder(generator, config)
 
 
@@ -495,6 +533,14 @@ def export_vocoder(
     out.mkdir(parents=True, exist_ok=True)
     example = torch.full((1, voc.mel_config.n_mels, 64), -5.0)
     gen = voc.generator.eval()
+    bf16, gen.bf16 = gen.bf16, False  # exports are float32: the traced graph and ONNX file must not depend on the exporting CPU
+    try:
+        return _export(gen, out, example, fmt)
+    finally:
+        gen.bf16 = bf16
+
+
+def _export(gen: VocosGenerator, out: Path, example: Tensor, fmt: str) -> Path:
     if fmt == "torchscript":
         with torch.no_grad():
             traced = torch.jit.trace(gen, example, check_trace=False)

@@ -212,8 +212,8 @@ def test_pinv_skip_reanalyses_to_the_input_mel(rng: np.random.Generator) -> None
 
 def test_save_load_roundtrip_and_errors(tiny: Vocoder, logmel: torch.Tensor, tmp_path) -> None:
     folder = save_vocoder(tmp_path / "voc", tiny.generator, tiny.config)
-    loaded = load_vocoder(folder)
-    assert not loaded.generator.training
+    loaded = load_vocoder(folder, precision="fp32")
+    assert not loaded.generator.training and loaded.precision == "fp32"
     assert torch.allclose(loaded.decode(logmel), tiny.decode(logmel), atol=1e-6)
     with pytest.raises(CadenzaError, match="no such model folder"):
         load_vocoder(tmp_path / "missing")
@@ -226,6 +226,31 @@ def test_save_load_roundtrip_and_errors(tiny: Vocoder, logmel: torch.Tensor, tmp
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CadenzaError, match="do not match"):
         load_vocoder(folder)
+
+
+def test_bf16_network_is_close_to_fp32_and_precision_is_checked(tiny: Vocoder, logmel: torch.Tensor, tmp_path) -> None:
+    """bfloat16 autocast changes only the network's rounding: the predicted spectrum stays close to
+    float32's, the output is float32, exports stay float32, and a wrong precision name is a clear error."""
+    from cadenza.representations.vocoder import export_vocoder, resolve_precision
+
+    folder = save_vocoder(tmp_path / "voc", tiny.generator, tiny.config)
+    fp32, bf16 = load_vocoder(folder, precision="fp32"), load_vocoder(folder, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    a, b = fp32.decode(logmel), bf16.decode(logmel)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    with torch.no_grad():  # (the fixture's random phases make waveforms incomparable sample by sample)
+        mag_a, mag_b = fp32.generator.head_params(logmel[None])[0], bf16.generator.head_params(logmel[None])[0]
+    assert mag_b.dtype == torch.float32 and not torch.equal(mag_a, mag_b)  # bf16 really ran
+    assert (mag_a - mag_b).abs().mean() < 0.02 and (mag_a - mag_b).abs().max() < 0.2
+    auto = load_vocoder(folder)
+    assert auto.precision == resolve_precision("auto")
+    assert resolve_precision("auto", "cuda") == "fp32"
+    traced = torch.jit.load(str(export_vocoder(tmp_path / "ts", vocoder=bf16)))
+    with torch.no_grad():
+        assert torch.allclose(traced(logmel[None])[0], a, atol=1e-5)  # exported in float32
+    assert bf16.precision == "bf16"  # and the vocoder it exported is left as it was
+    with pytest.raises(CadenzaError, match="precision"):
+        load_vocoder(folder, precision="fp16")
 
 
 # ------------------------------------------------------------------------------------ shipped model
