@@ -7,7 +7,8 @@ best of N) of the shipped vocoder, the ``vocos`` package's model architecture at
 22.05 kHz-equivalent size (dim 512, intermediate 1536, 8 layers, n_fft 1024, hop 256; random
 weights), a HiFi-GAN V1 generator (transformers' ``SpeechT5HifiGan``, upsample rates
 [8, 8, 2, 2], kernels [16, 16, 4, 4], 512 channels, 128 mel inputs; random weights) and
-Griffin-Lim (32 iterations). The shipped vocoder runs at ``load_vocoder``'s "auto" precision
+Griffin-Lim (32 iterations; also from the locked start, and with every iteration
+mel-consistent: the refinement without the network). The shipped vocoder runs at ``load_vocoder``'s "auto" precision
 (the network in bfloat16 on a CPU with AMX, else float32); on such a CPU the float32 run and the
 vocos peer under the same bfloat16 autocast are timed too, so precision is equal in some row.
 
@@ -154,8 +155,11 @@ def main() -> None:
         label = "cadenza vocoder (shipped)" if args.model == "default" else f"cadenza vocoder ({args.model})"
         label = f"{label}, {voc.precision}"
         peers: list[tuple[str, object, int | None]] = [(label, voc.generator, n_params)]
-        iters = voc.generator.config.phase_iters
-        if iters:  # the same weights without the Griffin-Lim refinement: what the network alone costs
+        cfg = voc.generator.config
+        if cfg.mel_iters:  # the fast schedule: the same weights, 8 plain refinement iterations
+            fast = load_vocoder(args.model, phase_iters=8, mel_iters=0)
+            peers.append((f"{label}, fast schedule (phase_iters 8, mel_iters 0)", fast.generator, n_params))
+        if cfg.phase_iters:  # the same weights without the Griffin-Lim refinement: what the network alone costs
             peers.append((f"{label}, phase_iters 0", lambda m: voc.generator.synthesize(*voc.generator.spectrum(m), 0), n_params))
         if voc.precision == "bf16":  # the same model in float32, what a CPU without AMX runs
             voc32 = load_vocoder(args.model, precision="fp32")
@@ -177,6 +181,8 @@ def main() -> None:
         peers.append(("HiFi-GAN V1 (SpeechT5HifiGan, random weights)", hifi, sum(p.numel() for p in hifi.parameters())))
         peers.append(("Griffin-Lim (32 iterations)", lambda m: griffin_lim(m, voc.mel_config, n_iter=32), None))
         peers.append(("Griffin-Lim (32 iterations, locked start)", lambda m: griffin_lim(m, voc.mel_config, n_iter=32, init="locked"), None))
+        peers.append(("Griffin-Lim (32 iterations, locked start, all mel-consistent)",
+                      lambda m: griffin_lim(m, voc.mel_config, n_iter=32, init="locked", mel_iters=32), None))
         timings = rtf_interleaved([fn for _, fn, _ in peers], mel, args.repeats)
         for (name, fn, params), (factor, best, samples) in zip(peers, timings):
             rows.append({"model": name, "rtf": round(factor, 1), "seconds": round(best, 4), "params_m": round(params / 1e6, 2) if params else None, "out_samples": samples})
@@ -192,11 +198,13 @@ def main() -> None:
     with torch.inference_mode():
         candidates = [("cadenza vocoder", voc.decode(logmel)), ("Griffin-Lim (32 it)", griffin_lim(logmel, voc.mel_config, n_iter=32))]
         candidates.append(("Griffin-Lim (32 it, locked start)", griffin_lim(logmel, voc.mel_config, n_iter=32, init="locked")))
-        shipped_iters = voc.generator.config.phase_iters
-        if voc.generator.config.phase_mode == "locked":  # the same weights with other refinement budgets
+        candidates.append(("Griffin-Lim (32 it, locked start, all mel-consistent)",
+                           griffin_lim(logmel, voc.mel_config, n_iter=32, init="locked", mel_iters=32)))
+        if voc.generator.config.phase_mode == "locked":  # the same weights with other refinement schedules
             spectrum = voc.generator.spectrum(logmel)
-            for n in sorted({0, 2, 4, 8, 16} - {shipped_iters}):
-                candidates.append((f"cadenza vocoder, phase_iters {n}", voc.generator.synthesize(*spectrum, n)))
+            for n, k in ((8, 0), (0, 0), (2, 0), (4, 0), (16, 0), (16, 15)):
+                if (n, k) != (voc.generator.config.phase_iters, voc.generator.config.mel_iters):
+                    candidates.append((f"cadenza vocoder, phase_iters {n}, mel_iters {k}", voc.generator.synthesize(*spectrum, n, logmel=logmel, mel_iters=k)))
         for name, wave in candidates:
             per_clip = (mel_fn(wave) - logmel).abs().mean(dim=(1, 2))
             quality[name] = {

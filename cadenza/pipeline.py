@@ -67,21 +67,24 @@ class VocoderHandle:
         return wave.detach().cpu().numpy().astype(np.float32)
 
 
-def load_vocoder_handle(name: str, fallback: str = "griffin-lim", gl_iters: int = 32, precision: str = "auto") -> VocoderHandle:
-    """The config's vocoder ('default', a folder, or 'griffin-lim'), falling back to Griffin-Lim if it cannot load.
+def load_vocoder_handle(
+    name: str, fallback: str = "griffin-lim", gl_iters: int = 32, precision: str = "auto",
+    phase_iters: int | None = None, mel_iters: int | None = None,
+) -> VocoderHandle:
+    """The config's vocoder ('default', a folder, or 'griffin-lim'); with ``fallback="griffin-lim"``, Griffin-Lim if it is not there.
 
-    ``precision`` ("auto", "fp32", "bf16") is the vocoder network's; see ``resolve_precision``.
+    ``precision`` ("auto", "fp32", "bf16") is the vocoder network's; see ``resolve_precision``;
+    ``phase_iters`` / ``mel_iters`` override its refinement schedule (``load_vocoder``).
     """
     if name == "griffin-lim":
         return VocoderHandle("griffin-lim", None, gl_iters)
-    try:
-        from cadenza.representations.vocoder import load_vocoder
+    from cadenza.representations.vocoder import load_vocoder, resolve_vocoder_dir
 
-        return VocoderHandle(f"vocos:{name}", load_vocoder(name, precision=precision), gl_iters)
-    except (ImportError, CadenzaError) as err:
-        if fallback != "griffin-lim":
-            raise
-        return VocoderHandle("griffin-lim", None, gl_iters, note=f"vocoder '{name}' unavailable ({err}); used Griffin-Lim")
+    folder = resolve_vocoder_dir(name)
+    if fallback == "griffin-lim" and not (folder / "config.json").is_file():
+        # only a vocoder that is not there falls back; a damaged one or a wrong option is an error to fix
+        return VocoderHandle("griffin-lim", None, gl_iters, note=f"vocoder '{name}' is not there (no {folder / 'config.json'}); used Griffin-Lim")
+    return VocoderHandle(f"vocos:{name}", load_vocoder(name, precision=precision, phase_iters=phase_iters, mel_iters=mel_iters), gl_iters)
 
 
 def _as_pitch_frames(arr: np.ndarray, n_frames: int) -> ControlSet:

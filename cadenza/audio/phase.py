@@ -26,9 +26,28 @@ frames.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+
+class MelTarget(NamedTuple):
+    """What :func:`refine_phase`'s mel-consistent iterations match, and how.
+
+    Why: plain Griffin-Lim projects onto a *linear* magnitude that was only estimated from the
+    mel, so its result re-analyses to another mel. The quantity a mel vocoder must honour is the
+    mel itself: a mel-consistent iteration keeps the consistent spectrum's own fine structure
+    and rescales it, band by band, until its mel is the target's.
+    """
+
+    mel: Tensor  # (B, n_mels, T) linear mel magnitudes: exp of the log-mel
+    basis: Tensor  # (n_mels, K) the mel filter bank
+    spread: Tensor  # (K, n_mels), rows summing to 1: how each band's log-gain reaches the bins it covers
+    iters: int  # the last ``iters`` iterations are mel-consistent (0: none)
+
+
+LOG_MAX_GAIN = math.log(10.0)  # a mel-consistent step changes a band by at most 10x either way
 
 
 def peak_advances(mag: Tensor, n_fft: int, hop: int, floor: float = 1e-3) -> tuple[Tensor, Tensor]:
@@ -118,13 +137,21 @@ def inverse_stft(spec: Tensor, n_fft: int, hop: int, window: Tensor, length: int
 
 
 def refine_phase(
-    mag: Tensor, angles: Tensor, n_iter: int, n_fft: int, hop: int, window: Tensor, momentum: float = 0.99
+    mag: Tensor, angles: Tensor, n_iter: int, n_fft: int, hop: int, window: Tensor, momentum: float = 0.99,
+    mel: MelTarget | None = None,
 ) -> Tensor:
     """``n_iter`` fast Griffin-Lim iterations (Perraudin et al. 2013) from unit ``angles``; returns the complex spectrum.
 
     Differentiable in ``mag`` (training can see through it); ``n_iter = 0`` returns ``mag * angles``.
     Each iteration couples a frame with its ``n_fft // hop - 1`` neighbours on each side, so
     ``n_iter`` iterations widen the receptive field by that many frames per side per iteration.
+
+    With ``mel`` (see :class:`MelTarget`), the last ``mel.iters`` iterations project onto the
+    target *mel* instead of onto ``mag``: the magnitude becomes the consistent spectrum's own
+    magnitude times a per-band gain ``target / its mel`` (clamped to [0.1, 10], spread to the bins
+    as a weighted geometric mean). Per frame, so the receptive field does not grow. On held-out
+    corpus clips it takes the shipped vocoder from mel L1 0.110 to 0.060 (valid split) at about
+    1.7 ms per iteration per 10 s, with the MR-STFT distance improving too (docs/vocoder/README.md).
     """
     if n_iter <= 0:
         return mag * angles
@@ -145,13 +172,26 @@ def refine_phase(
     spec = mag_t * angles.transpose(1, 2)
     in_place = not (torch.is_grad_enabled() and (mag.requires_grad or angles.requires_grad))
     ratio = momentum / (1 + momentum)
+    mel_from = n_iter - (min(mel.iters, n_iter) if mel is not None else 0)
+    target = None if mel is None or mel_from >= n_iter else torch.log(mel.mel.clamp(min=1e-5)).transpose(1, 2)
     prev: Tensor | None = None
-    for _ in range(n_iter):
+    for i in range(n_iter):
         rebuilt = _stft_frames_major(_istft_frames_major(spec, n_fft, hop, window, length, envelope), n_fft, hop, window)
+        if target is not None and i >= mel_from:
+            mag_t = _mel_consistent(rebuilt, target, mel.basis, mel.spread)
         # the first iteration's rebuilt spectrum is kept as prev, so it is rescaled out of place
         spec = _rescale(rebuilt, mag_t, False) if prev is None else _rescale(torch.add(rebuilt, prev, alpha=-ratio), mag_t, in_place)
         prev = rebuilt
     return spec.transpose(1, 2)
+
+
+def _mel_consistent(spec: Tensor, log_target: Tensor, basis: Tensor, spread: Tensor) -> Tensor:
+    """The magnitude of ``spec`` (B, T, K) rescaled per band so its mel is ``exp(log_target)`` (B, T, n_mels)."""
+    parts = torch.view_as_real(spec)
+    re, im = parts[..., 0], parts[..., 1]
+    magnitude = torch.addcmul(re * re, im, im).sqrt()
+    log_gain = (log_target - torch.log(torch.matmul(magnitude, basis.T).clamp(min=1e-5))).clamp(-LOG_MAX_GAIN, LOG_MAX_GAIN)
+    return magnitude * torch.exp(torch.matmul(log_gain, spread.T))
 
 
 def _rescale(spec: Tensor, mag: Tensor, in_place: bool) -> Tensor:

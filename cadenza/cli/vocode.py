@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -56,6 +57,8 @@ def vocode(
     batch_size: int = typer.Option(8, "--batch-size", help="Equal-length inputs are decoded together, this many at a time."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0: torch's default)."),
     precision: str = typer.Option("auto", "--precision", help="Vocoder network precision: auto (bf16 on CPUs with AMX, else fp32), fp32 or bf16."),
+    phase_iters: Optional[int] = typer.Option(None, "--phase-iters", help="Refinement iterations after the network (default: the model's; shipped 10)."),
+    mel_iters: Optional[int] = typer.Option(None, "--mel-iters", help="Of those, the last ones that match the input mel (shipped 9; --phase-iters 8 --mel-iters 0 is the fast schedule)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Turn log-mel spectrograms (or audio, for a listening round trip) into audio.
@@ -74,17 +77,16 @@ def vocode(
         torch.set_num_threads(threads)
     if batch_size < 1 or chunk_frames < 2:
         raise CadenzaError("--batch-size must be ≥ 1 and --chunk-frames ≥ 2")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise CadenzaError(f"--precision '{precision}' is not one of auto, fp32, bf16", "auto picks bf16 on CPUs with AMX, else fp32")
     outs = _out_paths(inputs, out)
     vocoder = None
     if not use_griffin_lim:
         from cadenza.pipeline import load_vocoder_handle
 
         # like generation: without a shipped vocoder, 'default' means Griffin-Lim (said in a warning)
-        handle = load_vocoder_handle(model, fallback="griffin-lim" if model == "default" else "none", precision=precision)
+        handle = load_vocoder_handle(model, fallback="griffin-lim" if model == "default" else "none", precision=precision,
+                                     phase_iters=phase_iters, mel_iters=mel_iters)
         if handle.note:
-            console.print("[yellow]warning:[/] no vocoder is shipped; using Griffin-Lim (--griffin-lim says so, --model DIR picks a trained one)",
+            console.print(f"[yellow]warning:[/] {handle.note} (--griffin-lim says so, --model DIR picks a trained one)",
                           highlight=False, soft_wrap=True)
         vocoder = handle.vocoder
     mel_config = MelConfig() if vocoder is None else vocoder.mel_config

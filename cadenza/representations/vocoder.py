@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cadenza.audio.mel import MelConfig, _mel_pinv, normalize_log_mel
-from cadenza.audio.phase import inverse_stft, locked_phase, peak_advances, refine_phase
+from cadenza.audio.mel import MelConfig, _mel_pinv, mel_spread, mel_target, normalize_log_mel
+from cadenza.audio.phase import MelTarget, inverse_stft, locked_phase, peak_advances, refine_phase
 from cadenza.checkpoint import load_model_folder, save_model_folder
 from cadenza.errors import CadenzaError
 from cadenza.fsutil import atomic_path
@@ -75,6 +75,7 @@ class GeneratorConfig:
     phase_mode: str = "direct"  # "direct": the phase per frame (Vocos); "integrated": cumsum of a predicted advance + a local term;
     # "locked": the phase vocoder's locked phase of the predicted magnitude (cadenza.audio.phase) + a predicted residual
     phase_iters: int = 0  # fast Griffin-Lim iterations on the predicted spectrum before the istft (0: none)
+    mel_iters: int = 0  # of those, the last ones that are mel-consistent (cadenza.audio.phase.MelTarget; inference only)
     peak_floor: float = 1e-3  # "locked": peaks below this fraction of the frame's maximum are not sinusoids
 
     @classmethod
@@ -90,6 +91,11 @@ class GeneratorConfig:
             raise CadenzaError(f"vocoder config: unknown phase_mode '{config.phase_mode}'", "use 'direct', 'integrated' or 'locked'")
         if config.phase_iters < 0:
             raise CadenzaError(f"vocoder config: phase_iters must be >= 0, got {config.phase_iters}", "0 turns the refinement off")
+        if not 0 <= config.mel_iters <= config.phase_iters:
+            raise CadenzaError(
+                f"vocoder config: mel_iters must lie in [0, phase_iters = {config.phase_iters}], got {config.mel_iters}",
+                "mel_iters counts the last refinement iterations that are mel-consistent",
+            )
         if config.skip_map not in ("mean", "pinv"):
             raise CadenzaError(f"vocoder config: unknown skip_map '{config.skip_map}'", "use 'mean' or 'pinv'")
         return config
@@ -126,15 +132,7 @@ def mel_to_linear_log_map(mel: MelConfig) -> tuple[Tensor, Tensor]:
     """
     fb = librosa.filters.mel(sr=mel.sample_rate, n_fft=mel.n_fft, n_mels=mel.n_mels, fmin=mel.f_min, fmax=mel.f_max)
     fb = fb.astype(np.float64)  # (n_mels, n_bins)
-    weights = fb.T.copy()  # (n_bins, n_mels)
-    covered = weights.sum(axis=1) > 0
-    if not covered.any():
-        raise CadenzaError("mel filter bank has no non-zero filter", "check the mel config (f_min < f_max, n_mels > 0)")
-    idx = np.arange(weights.shape[0])
-    # edge bins no filter covers copy their nearest covered neighbour
-    nearest = np.where(covered, idx, idx[covered][np.abs(idx[covered][None, :] - idx[:, None]).argmin(axis=1)])
-    weights = weights[nearest]
-    weights = weights / weights.sum(axis=1, keepdims=True)
+    weights = mel_spread(mel).double().numpy()  # (n_bins, n_mels), rows summing to 1
     log_area = np.log(np.maximum(fb.sum(axis=1), 1e-12))  # (n_mels,)
     offset = -(weights @ log_area)
     return torch.from_numpy(weights).float(), torch.from_numpy(offset).float()
@@ -270,14 +268,28 @@ class VocosGenerator(nn.Module):
             phase, _ = self.phase(a, b)
         return log_mag, torch.cos(phase), torch.sin(phase)
 
-    def synthesize(self, log_mag: Tensor, cos: Tensor, sin: Tensor, phase_iters: int | None = None) -> Tensor:
-        """Spectrum parts → waveform, after ``phase_iters`` (default: the config's) Griffin-Lim iterations."""
+    def synthesize(
+        self, log_mag: Tensor, cos: Tensor, sin: Tensor, phase_iters: int | None = None, logmel: Tensor | None = None,
+        mel_iters: int | None = None,
+    ) -> Tensor:
+        """Spectrum parts → waveform, after ``phase_iters`` (default: the config's) Griffin-Lim iterations.
+
+        Given the input ``logmel``, the last ``mel_iters`` (default: the config's, at most
+        ``phase_iters``) iterations are mel-consistent; training passes no ``logmel``, so its
+        refinement stays the plain, differentiable one.
+        """
         n = self.config.phase_iters if phase_iters is None else int(phase_iters)
         if n <= 0:
             return self.istft(log_mag, cos, sin)
         m = self.mel_config
-        spec = refine_phase(torch.exp(log_mag), torch.complex(cos, sin), n, m.n_fft, m.hop_length, self.window)
+        spec = refine_phase(torch.exp(log_mag), torch.complex(cos, sin), n, m.n_fft, m.hop_length, self.window,
+                            mel=self.mel_target(logmel, mel_iters))
         return inverse_stft(spec, m.n_fft, m.hop_length, self.window, m.hop_length * (log_mag.shape[-1] - 1))
+
+    def mel_target(self, logmel: Tensor | None, mel_iters: int | None = None) -> MelTarget | None:
+        """The mel-consistency target for ``logmel`` (None without a log-mel or with no mel iterations)."""
+        k = self.config.mel_iters if mel_iters is None else int(mel_iters)
+        return None if logmel is None or k <= 0 else mel_target(logmel, self.mel_config, k)
 
     def istft(self, log_mag: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Spectrum parts → waveform of ``hop * (T - 1)`` samples."""
@@ -287,12 +299,16 @@ class VocosGenerator(nn.Module):
         return inverse_stft(spec, m.n_fft, m.hop_length, self.window, m.hop_length * (log_mag.shape[-1] - 1))
 
     def forward(self, logmel: Tensor) -> Tensor:
-        return self.synthesize(*self.spectrum(logmel))
+        return self.synthesize(*self.spectrum(logmel), logmel=logmel)
 
-    def from_head(self, log_mag: Tensor, residual: Tensor) -> Tensor:
-        """"locked" mode: waveform from the head's outputs (what ``vocoder_head.onnx`` gives)."""
+    def from_head(self, log_mag: Tensor, residual: Tensor, logmel: Tensor | None = None) -> Tensor:
+        """"locked" mode: waveform from the head's outputs (what ``vocoder_head.onnx`` gives).
+
+        Pass the ``logmel`` that went into the head for the config's mel-consistent iterations
+        (without it, the refinement is the plain one).
+        """
         phase, _ = self.locked(log_mag, residual)
-        return self.synthesize(log_mag, torch.cos(phase), torch.sin(phase))
+        return self.synthesize(log_mag, torch.cos(phase), torch.sin(phase), logmel=logmel)
 
 
 def check_logmel(logmel: Tensor | np.ndarray, n_mels: int) -> tuple[Tensor, bool]:
@@ -387,7 +403,7 @@ class Vocoder:
                 phase, cumulative = gen.locked(log_mag, a, None if offset is None else (lo, offset))
                 offset = cumulative[..., hi - 1 : hi]
                 spec = refine_phase(torch.exp(log_mag), torch.polar(torch.ones_like(phase), phase), gen.config.phase_iters,
-                                    n_fft, hop, gen.window)[..., lo:hi]
+                                    n_fft, hop, gen.window, mel=gen.mel_target(x[:, :, start:end]))[..., lo:hi]
             else:
                 phase, offset = gen.phase(a[..., lo:hi], None if b is None else b[..., lo:hi], offset)
                 spec = torch.polar(torch.exp(log_mag[..., lo:hi]), phase)
@@ -446,11 +462,17 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
         return "fp32"
 
 
-def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu", precision: str = "auto") -> Vocoder:
+def load_vocoder(
+    name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu", precision: str = "auto",
+    phase_iters: int | None = None, mel_iters: int | None = None,
+) -> Vocoder:
     """Load a vocoder folder (model.safetensors + config.json) as an eval-mode :class:`Vocoder`.
 
     ``precision``: "fp32", "bf16" (the network under bfloat16 autocast) or "auto" (see
     :func:`resolve_precision`); :attr:`Vocoder.precision` tells which one runs.
+    ``phase_iters`` / ``mel_iters`` override the config's refinement schedule (inference only,
+    the weights are the same): the shipped 10 / 9 is the quality schedule, 8 / 0 the fast one
+    (``docs/vocoder/README.md`` has both measured).
     """
     resolved = resolve_precision(precision, device)
     folder = resolve_vocoder_dir(name_or_path)
@@ -462,6 +484,12 @@ def load_vocoder(name_or_path: str | os.PathLike = "default", device: str | torc
         state, config = load_model_folder(folder)
     except CadenzaError as err:
         raise CadenzaError(err.message, hint or err.hint) from None
+    schedule = {k: v for k, v in (("phase_iters", phase_iters), ("mel_iters", mel_iters)) if v is not None}
+    if schedule and isinstance(config.get("model"), dict):
+        model = {**config["model"], **schedule}
+        if "mel_iters" not in schedule:  # fewer iterations than the config's mel-consistent ones: all of them are
+            model["mel_iters"] = min(model.get("mel_iters", 0), model["phase_iters"])
+        config = {**config, "model": model}
     try:
         generator = build_generator(config)
         missing, unexpected = generator.load_state_dict(state, strict=False)

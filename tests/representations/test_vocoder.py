@@ -73,11 +73,11 @@ def test_wrong_mel_gets_clear_error(tiny: Vocoder, bad: torch.Tensor, words: str
     assert words in str(err.value)
 
 
-@pytest.mark.parametrize("phase_mode, phase_iters", [("integrated", 0), ("direct", 0), ("locked", 0), ("locked", 3)])
-def test_chunked_equals_whole(logmel: torch.Tensor, phase_mode: str, phase_iters: int) -> None:
+@pytest.mark.parametrize("phase_mode, phase_iters, mel_iters", [("integrated", 0, 0), ("direct", 0, 0), ("locked", 0, 0), ("locked", 3, 0), ("locked", 3, 2)])
+def test_chunked_equals_whole(logmel: torch.Tensor, phase_mode: str, phase_iters: int, mel_iters: int) -> None:
     torch.manual_seed(1)
     config = load_config("vocoder", "tiny")
-    config["model"].update(phase_mode=phase_mode, phase_iters=phase_iters)
+    config["model"].update(phase_mode=phase_mode, phase_iters=phase_iters, mel_iters=mel_iters)
     gen = build_generator(config).eval()
     with torch.no_grad():
         gen.head.weight.normal_(0, 0.5)
@@ -253,6 +253,43 @@ def test_bf16_network_is_close_to_fp32_and_precision_is_checked(tiny: Vocoder, l
         load_vocoder(folder, precision="fp16")
 
 
+def test_mel_consistent_iterations_match_the_input_mel(logmel: torch.Tensor) -> None:
+    """The last mel_iters iterations project onto the input mel: the output re-analyses closer to
+    it than the plain refinement with the same iteration count; training's call (no log-mel) is
+    the plain refinement; mel_iters outside [0, phase_iters] is a config error."""
+    torch.manual_seed(2)
+    config = load_config("vocoder", "tiny")
+    config["model"].update(phase_mode="locked", skip_map="pinv", phase_iters=6, mel_iters=5)
+    gen = build_generator(config).eval()
+    mel = MelSpectrogram()
+    x = logmel[None]
+    with torch.no_grad():
+        spectrum = gen.spectrum(x)
+        plain = gen.synthesize(*spectrum)  # no log-mel: what training runs
+        consistent = gen(x)
+
+    def mel_l1(wave: torch.Tensor) -> float:
+        return float((mel(wave) - x[..., : mel(wave).shape[-1]]).abs().mean())
+
+    assert torch.equal(plain, gen.synthesize(*spectrum, logmel=x, mel_iters=0))
+    assert mel_l1(consistent) < 0.8 * mel_l1(plain)
+    for bad in (-1, 7):
+        with pytest.raises(CadenzaError, match="mel_iters"):
+            build_generator({**config, "model": {**config["model"], "mel_iters": bad}})
+
+
+def test_griffin_lim_mel_iterations_improve_the_reanalysis(logmel: torch.Tensor) -> None:
+    from cadenza.audio import griffin_lim
+
+    mel = MelSpectrogram()
+    plain = griffin_lim(logmel, n_iter=12, init="locked")
+    consistent = griffin_lim(logmel, n_iter=12, init="locked", mel_iters=6)
+    assert plain.shape == consistent.shape
+    assert float((mel(consistent) - logmel).abs().mean()) < 0.8 * float((mel(plain) - logmel).abs().mean())
+    with pytest.raises(CadenzaError, match="mel_iters"):
+        griffin_lim(logmel, n_iter=4, mel_iters=-2)
+
+
 # ------------------------------------------------------------------------------------ shipped model
 shipped = pytest.mark.skipif(
     not (WEIGHTS_DIR / "config.json").exists(), reason="no shipped vocoder (weights ship only when they beat Griffin-Lim)"
@@ -303,6 +340,24 @@ def test_cli_vocode_bad_input_is_one_line_error(tiny: Vocoder, tmp_path, capsys)
     assert "80 mel bins" in " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert cli_main(["vocode", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.wav"), "--model", str(tmp_path / "nope")]) == 2
     assert "no such model folder" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_cli_vocode_schedule_and_precision_options(tmp_path, capsys, logmel: torch.Tensor) -> None:
+    """--phase-iters/--mel-iters/--precision reach the vocoder; a wrong value is an error, never a quiet Griffin-Lim."""
+    config = load_config("vocoder", "tiny")
+    config["model"].update(phase_mode="locked", skip_map="pinv", phase_iters=4, mel_iters=3)
+    folder = save_vocoder(tmp_path / "voc", build_generator(config).eval(), config)
+    np.save(tmp_path / "a.npy", logmel.numpy())
+    base = ["vocode", str(tmp_path / "a.npy"), "--model", str(folder)]
+    assert cli_main([*base, "--out", str(tmp_path / "fast.wav"), "--phase-iters", "2", "--mel-iters", "0", "--precision", "fp32"]) == 0
+    assert "(fp32)" in capsys.readouterr().err  # the console writes to stderr
+    assert cli_main([*base, "--out", str(tmp_path / "full.wav")]) == 0
+    fast, full = load_audio(tmp_path / "fast.wav"), load_audio(tmp_path / "full.wav")
+    assert fast.shape == full.shape and not np.allclose(fast, full)
+    for bad, words in ((["--mel-iters", "9"], "mel_iters"), (["--phase-iters", "-1"], "phase_iters"), (["--precision", "fp16"], "precision")):
+        assert cli_main([*base, "--out", str(tmp_path / "x.wav"), *bad]) == 2
+        assert words in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "x.wav").exists()
 
 
