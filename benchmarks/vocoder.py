@@ -202,7 +202,7 @@ def main() -> None:
                            griffin_lim(logmel, voc.mel_config, n_iter=32, init="locked", mel_iters=32)))
         if voc.generator.config.phase_mode == "locked":  # the same weights with other refinement schedules
             spectrum = voc.generator.spectrum(logmel)
-            for n, k in ((8, 0), (0, 0), (2, 0), (4, 0), (16, 0), (16, 15)):
+            for n, k in ((8, 0), (0, 0), (2, 0), (4, 0), (16, 0), (16, 15), (10, 9)):
                 if (n, k) != (voc.generator.config.phase_iters, voc.generator.config.mel_iters):
                     candidates.append((f"cadenza vocoder, phase_iters {n}, mel_iters {k}", voc.generator.synthesize(*spectrum, n, logmel=logmel, mel_iters=k)))
         for name, wave in candidates:

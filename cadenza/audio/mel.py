@@ -122,9 +122,11 @@ def mel_spread(config: "MelConfig") -> torch.Tensor:
     return torch.from_numpy(weights / weights.sum(axis=1, keepdims=True)).float()
 
 
-def mel_target(logmel: torch.Tensor, config: "MelConfig", iters: int) -> MelTarget:
+def mel_target(logmel: torch.Tensor, config: "MelConfig", iters: int, relax: float = 1.0) -> MelTarget:
     """The :class:`~cadenza.audio.phase.MelTarget` for ``iters`` mel-consistent refinement iterations."""
-    return MelTarget(torch.exp(logmel), _mel_basis(config).to(logmel), mel_spread(config).to(logmel), int(iters))
+    if not 0.0 < relax < 2.0:
+        raise CadenzaError(f"mel relaxation must lie in (0, 2), got {relax}", "1 is the plain projection; 1.6 is the shipped vocoder's")
+    return MelTarget(torch.exp(logmel), _mel_basis(config).to(logmel), mel_spread(config).to(logmel), int(iters), float(relax))
 
 
 def normalize_log_mel(logmel: torch.Tensor) -> torch.Tensor:
@@ -139,7 +141,7 @@ def denormalize_log_mel(x: torch.Tensor) -> torch.Tensor:
 
 def griffin_lim(
     logmel: torch.Tensor, config: MelConfig = MelConfig(), n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
-    init: str = "random", mel_iters: int = 0,
+    init: str = "random", mel_iters: int = 0, mel_relax: float = 1.0,
 ) -> torch.Tensor:
     """Invert a log-mel with the fast Griffin-Lim algorithm (Perraudin et al. 2013).
 
@@ -151,7 +153,8 @@ def griffin_lim(
     ``init="locked"`` starts from the phase vocoder's locked phase of the magnitude
     (:mod:`cadenza.audio.phase`), which re-analyses closer for the same iterations.
     ``mel_iters`` > 0 makes the last that many iterations mel-consistent (project onto the
-    target mel rather than onto the pseudo-inverse magnitude; :func:`refine_phase`). The
+    target mel rather than onto the pseudo-inverse magnitude, over-relaxed by ``mel_relax``;
+    :func:`refine_phase`). The
     default 0 is the classic algorithm, the benchmarks' floor.
     """
     squeeze = logmel.dim() == 2
@@ -175,7 +178,7 @@ def griffin_lim(
         raise CadenzaError(f"unknown Griffin-Lim init '{init}'", "use 'random' or 'locked'")
     if mel_iters < 0:
         raise CadenzaError(f"mel_iters must be >= 0, got {mel_iters}", "0 is the classic Griffin-Lim")
-    target = mel_target(logmel, config, mel_iters) if mel_iters else None
+    target = mel_target(logmel, config, mel_iters, mel_relax) if mel_iters else None
     spec = refine_phase(mag, angles, n_iter, config.n_fft, config.hop_length, window, momentum, target)
     wave = inverse_stft(spec, config.n_fft, config.hop_length, window, length)
     return wave.squeeze(0) if squeeze else wave

@@ -76,6 +76,7 @@ class GeneratorConfig:
     # "locked": the phase vocoder's locked phase of the predicted magnitude (cadenza.audio.phase) + a predicted residual
     phase_iters: int = 0  # fast Griffin-Lim iterations on the predicted spectrum before the istft (0: none)
     mel_iters: int = 0  # of those, the last ones that are mel-consistent (cadenza.audio.phase.MelTarget; inference only)
+    mel_relax: float = 1.0  # over-relaxation of the mel-consistent steps, in (0, 2)
     peak_floor: float = 1e-3  # "locked": peaks below this fraction of the frame's maximum are not sinusoids
 
     @classmethod
@@ -91,6 +92,8 @@ class GeneratorConfig:
             raise CadenzaError(f"vocoder config: unknown phase_mode '{config.phase_mode}'", "use 'direct', 'integrated' or 'locked'")
         if config.phase_iters < 0:
             raise CadenzaError(f"vocoder config: phase_iters must be >= 0, got {config.phase_iters}", "0 turns the refinement off")
+        if not 0.0 < config.mel_relax < 2.0:
+            raise CadenzaError(f"vocoder config: mel_relax must lie in (0, 2), got {config.mel_relax}", "1 is the plain projection")
         if not 0 <= config.mel_iters <= config.phase_iters:
             raise CadenzaError(
                 f"vocoder config: mel_iters must lie in [0, phase_iters = {config.phase_iters}], got {config.mel_iters}",
@@ -289,7 +292,7 @@ class VocosGenerator(nn.Module):
     def mel_target(self, logmel: Tensor | None, mel_iters: int | None = None) -> MelTarget | None:
         """The mel-consistency target for ``logmel`` (None without a log-mel or with no mel iterations)."""
         k = self.config.mel_iters if mel_iters is None else int(mel_iters)
-        return None if logmel is None or k <= 0 else mel_target(logmel, self.mel_config, k)
+        return None if logmel is None or k <= 0 else mel_target(logmel, self.mel_config, k, self.config.mel_relax)
 
     def istft(self, log_mag: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """Spectrum parts → waveform of ``hop * (T - 1)`` samples."""
