@@ -64,6 +64,27 @@ def score(reference: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
     return f_measure(reference[:, 0], estimate[:, 0]), f_measure(ref_down, est_down)
 
 
+def beats_per_bar(beats: np.ndarray) -> int | None:
+    """The bar length in beats (median gap between downbeats), None with fewer than two downbeats."""
+    down = np.flatnonzero(beats[:, 1] > 0.5)
+    return int(np.median(np.diff(down))) if down.size >= 2 else None
+
+
+def bar_confusion(rows: list[dict], name: str = "neural", top: int = 8) -> list[dict]:
+    """The most common (score bar length, tracked bar length) pairs, with their clips' mean F1.
+
+    Why: downbeat F1 mixes two failures, a wrong bar length (a 4/4 bar tracked as two bars of
+    2) and a wrong bar phase; this table tells them apart.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["beats_per_bar"], r[name]["beats_per_bar"]), []).append(r)
+    table = [{"score": k[0], "tracked": k[1], "clips": len(v), "share": len(v) / len(rows),
+              "beat_f1": float(np.mean([r[name]["beat_f1"] for r in v])),
+              "downbeat_f1": float(np.mean([r[name]["downbeat_f1"] for r in v]))} for k, v in groups.items()]
+    return sorted(table, key=lambda t: -t["clips"])[:top]
+
+
 def summarise(rows: list[dict], names: list[str]) -> dict:
     """Mean F1 per tracker over all clips and per drums / no-drums subset, and median time."""
     out: dict = {}
@@ -91,12 +112,13 @@ def run_split(data: Path, split: str, trackers: dict, max_clips: int | None) -> 
         audio = load_audio(data / r["path"])
         ref = ControlSet.load(data / r["controls"]["score"]).beats
         item = {"id": r["id"], "drums": bool(r.get("drums", False)), "meter": r.get("meter"), "duration": audio.size / SAMPLE_RATE}
+        item["beats_per_bar"] = beats_per_bar(ref)
         for name, track in trackers.items():  # alternate trackers clip by clip: same load for each
             t0 = time.perf_counter()
             est = np.asarray(track(audio, SAMPLE_RATE)).reshape(-1, 2)
             seconds = time.perf_counter() - t0
             beat_f1, down_f1 = score(ref, est)
-            item[name] = {"beat_f1": beat_f1, "downbeat_f1": down_f1, "seconds": seconds}
+            item[name] = {"beat_f1": beat_f1, "downbeat_f1": down_f1, "seconds": seconds, "beats_per_bar": beats_per_bar(est)}
         out.append(item)
     return out
 
@@ -106,6 +128,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Beat tracker benchmark",
         "",
+        *([result["note"], ""] if result.get("note") else []),
         f"git commit `{result['commit']}`, seed {cfg['seed']}, model `{cfg['model']}`, data `{cfg['data']}`, "
         f"{cfg['threads']} torch/BLAS thread, {platform.processor() or platform.machine()} shared with other jobs "
         f"(1-min load average {result['load_before']:.1f} before, {result['load_after']:.1f} after: times are noisy, "
@@ -135,6 +158,12 @@ def markdown(result: dict) -> str:
         xrt = [summary[k]["x_real_time"] for k in names]
         lines.append(f"| all | | x real time | " + " | ".join(f"{x:.0f}" for x in xrt) + f" | {xrt[0] / xrt[1]:.2f}x |")
         lines.append("")
+        if summary.get("bar_confusion"):
+            lines += [f"Bar length in beats, score against the neural tracker ({split}, the most common pairs):", "",
+                      "| score | tracked | clips | share | beat F1 | downbeat F1 |", "|---:|---:|---:|---:|---:|---:|"]
+            lines += [f"| {t['score']} | {t['tracked']} | {t['clips']} | {t['share']:.0%} | {t['beat_f1']:.3f} | {t['downbeat_f1']:.3f} |"
+                      for t in summary["bar_confusion"]]
+            lines.append("")
     goal = result["goal"]
     lines += [
         "## Goal (beat F1 ≥ 0.90, downbeat F1 ≥ 0.70, better beat F1 than dsp)",
@@ -155,6 +184,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "beats"), help="results path without extension")
+    parser.add_argument("--note", default="", help="a paragraph for the results file, under its title (what the data is)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -171,7 +201,7 @@ def main() -> None:
         per_split = {s: run_split(data, s, trackers, args.max_clips) for s in args.splits.split(",")}
     load_after = os.getloadavg()[0]
     names = list(trackers)
-    splits = {s: summarise(rows, names) for s, rows in per_split.items()}
+    splits = {s: {**summarise(rows, names), "bar_confusion": bar_confusion(rows)} for s, rows in per_split.items()}
     goal = {
         s: {
             "beat_f1": v["neural"]["all"]["beat_f1"], "downbeat_f1": v["neural"]["all"]["downbeat_f1"],
@@ -195,6 +225,7 @@ def main() -> None:
         "splits": splits,
         "goal": goal,
         "clips": per_split,
+        "note": args.note,
     }
     out = Path(args.out)
     write_json_atomic(out.with_suffix(".json"), result)

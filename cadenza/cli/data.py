@@ -34,6 +34,7 @@ def build(
     clip_seconds: float = typer.Option(6.0, "--clip-seconds", help="Length of each clip in seconds."),
     soundfont: str = typer.Option(None, "--soundfont", help="An .sf2 path, 'timgm6mb' or 'fluidr3' (default: by preset)."),
     limit_works: int = typer.Option(None, "--limit-works", help="Render only the first N selected works."),
+    splits: str = typer.Option(None, "--splits", help="Only the selected works in these splits, e.g. 'valid,test' (a held-out set)."),
     max_clips: int = typer.Option(None, "--max-clips", help="At most N clips per arrangement (default: by preset)."),
     variants: int = typer.Option(None, "--variants", help="Arrangements per work (default: by preset)."),
     no_extract: bool = typer.Option(False, "--no-extract", help="Skip audio control extraction (score controls only)."),
@@ -49,6 +50,8 @@ def build(
       cadenza data build --preset tiny --out data/quick --limit-works 3 --no-extract   (a first look in a minute)
 
       cadenza data build --preset small --out data/corpus-small --workers 2   (hours; run it again to resume)
+
+      cadenza data build --preset full --out data/heldout --limit-works 3000 --splits valid,test   (a bigger held-out set)
     """
     from cadenza.data.build import BuildConfig
     from cadenza.data.build import build as run_build
@@ -56,7 +59,7 @@ def build(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     cfg = BuildConfig(
         out=str(out), preset=preset, seed=seed, clip_seconds=clip_seconds, soundfont=soundfont, workers=workers,
-        limit_works=limit_works, max_clips=max_clips, variants=variants, extract=not no_extract, retry_failed=retry_failed,
+        limit_works=limit_works, splits=tuple(x.strip() for x in splits.split(",")) if splits is not None else None, max_clips=max_clips, variants=variants, extract=not no_extract, retry_failed=retry_failed,
     )
     counts = {"clips": 0, "failed": 0}
     with progress_bar("rendering works", console=console, quiet=quiet) as bar:

@@ -72,6 +72,7 @@ class BuildConfig:
     soundfont: str | None = None
     workers: int = 2
     limit_works: int | None = None
+    splits: tuple[str, ...] | None = None  # only the selected works in these splits (e.g. ("valid", "test"): a held-out set)
     max_clips: int | None = None
     variants: int | None = None
     drum_probability: float = 0.4
@@ -262,6 +263,8 @@ def build(cfg: BuildConfig, progress: Callable[[int, int, dict], None] | None = 
         raise CadenzaError(f"--clip-seconds {cfg.clip_seconds:g} is out of range", "use 1 to 60 seconds (6 is the default)")
     if cfg.workers < 1:
         raise CadenzaError(f"--workers {cfg.workers} must be at least 1")
+    if cfg.splits is not None and (not cfg.splits or set(cfg.splits) - {"train", "valid", "test"}):
+        raise CadenzaError(f"--splits {','.join(cfg.splits)} is not a set of train, valid, test", "e.g. --splits valid,test")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sf_path, sf_name = resolve_soundfont(cfg.soundfont, spec.large_soundfont)
@@ -280,6 +283,14 @@ def build(cfg: BuildConfig, progress: Callable[[int, int, dict], None] | None = 
     if cfg.limit_works is not None:
         n_works = cfg.limit_works if n_works is None else min(n_works, cfg.limit_works)
     works = select_works(n_works, cfg.seed, spec.max_size)
+    if cfg.splits is not None:  # the same works' clips as in the whole build, just fewer works: a later run without it adds the rest
+        selected = len(works)
+        works = [ref for ref in works if split_for(ref.work_id) in cfg.splits]
+        if not works:
+            raise CadenzaError(
+                f"none of the {selected} selected works is in the {','.join(cfg.splits)} split(s)",
+                "raise --limit-works: about 5 % of works are valid and 5 % test",
+            )
     todo = []
     for ref in works:
         rec = _load_record(work_record_path(out, ref))
@@ -359,7 +370,8 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
     splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "valid", "test")}
     summary = {
         # limit_works: this manifest covers only the first N selected works (a later run without it adds the rest)
-        "config": identity, "status": "complete", "limit_works": cfg.limit_works, "works": len(works), "failed": len(failures), "clips": len(rows),
+        "config": identity, "status": "complete", "limit_works": cfg.limit_works,
+        "splits": list(cfg.splits) if cfg.splits else None, "works": len(works), "failed": len(failures), "clips": len(rows),
         "hours": round(hours, 4), "clips_per_split": splits, "built_works_this_run": n_built,
         "wall_seconds_this_run": round(elapsed, 2), "work_seconds_total": round(work_seconds, 2),
     }

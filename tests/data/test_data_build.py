@@ -127,3 +127,16 @@ def test_killed_build_process_resumes_to_identical_manifest(tiny_corpus: Path, t
     assert tiny_builder(out) == 0
     assert (out / "manifest.jsonl").read_bytes() == (tiny_corpus / "manifest.jsonl").read_bytes()
     assert not [p for p in out.rglob(".*.tmp*")]
+
+
+def test_splits_option_builds_the_same_clips_of_fewer_works(tiny_corpus: Path, tiny_builder, tmp_path: Path, capsys) -> None:
+    """--splits keeps only the selected works in those splits, with clips identical to the whole
+    build's (a held-out set cut from a bigger preset); an empty selection or a bad name is a clear error."""
+    out = tmp_path / "train-only"
+    assert tiny_builder(out, "--splits", "train") == 0
+    assert read_manifest(out) == read_manifest(tiny_corpus)  # the tiny works are all train
+    assert json.loads((out / "build.json").read_text())["splits"] == ["train"]
+    assert tiny_builder(tmp_path / "held-out", "--splits", "valid,test") == 2
+    assert "none of the 3 selected works" in " ".join(capsys.readouterr().err.split())
+    assert tiny_builder(tmp_path / "bad", "--splits", "holdout") == 2
+    assert "--splits" in capsys.readouterr().err
