@@ -374,8 +374,9 @@ def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None, corpu
 
     The post-filter is not learnt, so the shipped config takes this Cadenza's defaults (updated
     by the run's config overrides) rather than those frozen when the checkpoint was written. The
-    config also records the training history (``training_history``) and, when the run's corpus
-    (or ``corpus``) is at hand, the whole valid split's F1 under exactly the shipped post-filter.
+    config also records the training history (``training_history``) and, when the run's validation
+    corpus (``data.val_corpus``, else ``data.corpus``; or ``corpus``) is at hand, the whole valid
+    split's F1 under exactly the shipped post-filter.
     """
     from cadenza.controls.beat_tracker import DEFAULT_POSTFILTER, WEIGHTS_DIR
 
@@ -386,7 +387,8 @@ def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None, corpu
     tracker.postfilter = {**DEFAULT_POSTFILTER, **run.get("postfilter", {})}
     extra = {k: v for k, v in saved.items() if k not in ("kind", "model", "postfilter", "valid", "history", "best")}
     extra["history"] = training_history(folder)
-    corpus = corpus if corpus is not None else run.get("data", {}).get("corpus")
+    data = run.get("data", {})
+    corpus = corpus if corpus is not None else data.get("val_corpus") or data.get("corpus")  # where the run chose "best"
     if corpus and (Path(corpus) / "manifest.jsonl").exists():
         valid = load_beat_corpus(corpus, "valid")
         extra["valid"] = {"corpus": str(corpus), "clips": len(valid), **evaluate_tracker(tracker, valid)}

@@ -283,9 +283,12 @@ def test_val_corpus_chooses_on_another_corpus(tmp_path) -> None:
     _click_corpus(tmp_path / "big", [("train", 100.0), ("train", 130.0)])
     _click_corpus(tmp_path / "small", [("valid", 120.0)])
     overrides = [f"data.corpus={tmp_path / 'big'}", "train.max_steps=2", "log.val_every_steps=2", "train.synth_clips=4"]
-    fit_folder("beats", "debug", [*overrides, f"data.val_corpus={tmp_path / 'small'}"], tmp_path / "run", threads=1)
+    folder = fit_folder("beats", "debug", [*overrides, f"data.val_corpus={tmp_path / 'small'}"], tmp_path / "run", threads=1)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in log if "val_f1" in line] == [2]
+    # shipping scores the valid split the run chose on (the training corpus has none)
+    valid = json.loads((ship(folder, tmp_path / "shipped") / "config.json").read_text())["valid"]
+    assert valid["corpus"] == str(tmp_path / "small") and valid["clips"] == 1
     fit_folder("beats", "debug", overrides, tmp_path / "alone", threads=1)  # the big corpus has no valid split
     log = [json.loads(line) for line in (tmp_path / "alone" / "train_log.jsonl").read_text().splitlines()]
     assert not any("val_f1" in line for line in log)
