@@ -154,8 +154,7 @@ def griffin_lim(
     (:mod:`cadenza.audio.phase`), which re-analyses closer for the same iterations.
     ``mel_iters`` > 0 makes the last that many iterations mel-consistent (project onto the
     target mel rather than onto the pseudo-inverse magnitude, over-relaxed by ``mel_relax``;
-    :func:`refine_phase`). The
-    default 0 is the classic algorithm, the benchmarks' floor.
+    :func:`refine_phase`). The default 0 is the classic algorithm, the benchmarks' floor.
     """
     squeeze = logmel.dim() == 2
     if squeeze:

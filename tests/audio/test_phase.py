@@ -129,3 +129,27 @@ def test_refine_phase_equals_the_plain_loop_with_and_without_gradients() -> None
     trained.abs().sum().backward()
     assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
     assert torch.equal(mag, _stft(audio).abs())  # the in-place steps never touch the caller's tensors
+
+
+def test_mel_consistent_iterations_on_the_plain_path_too() -> None:
+    """Framings the fast path does not cover (hop not dividing n_fft) still honour ``mel``: the
+    output's mel, through the same framing, moves toward the target."""
+    from cadenza.audio.mel import MelConfig, _mel_basis, mel_spread
+    from cadenza.audio.phase import MelTarget
+
+    hop = 300
+    audio = _chord(1.0)
+    true = torch.stft(audio, N_FFT, hop, N_FFT, WINDOW, center=True, return_complex=True)
+    basis, spread = _mel_basis(MelConfig()), mel_spread(MelConfig())
+    target = basis @ true.abs()
+    rough = true.abs() * (1 + 0.5 * torch.rand(true.shape, generator=torch.Generator().manual_seed(0)))  # a wrong magnitude
+    unit = torch.polar(torch.ones_like(rough), phase_from_magnitude(rough, N_FFT, hop))
+
+    def mel_error(spec: torch.Tensor) -> float:
+        wave = torch.istft(spec, N_FFT, hop, N_FFT, WINDOW, center=True, length=hop * (spec.shape[-1] - 1))
+        again = torch.stft(wave, N_FFT, hop, N_FFT, WINDOW, center=True, return_complex=True).abs()
+        return float((torch.log((basis @ again).clamp(min=1e-5)) - torch.log(target.clamp(min=1e-5))).abs().mean())
+
+    plain = refine_phase(rough, unit, 6, N_FFT, hop, WINDOW)
+    consistent = refine_phase(rough, unit, 6, N_FFT, hop, WINDOW, mel=MelTarget(target, basis, spread, 5, 1.6))
+    assert mel_error(consistent) < 0.8 * mel_error(plain)

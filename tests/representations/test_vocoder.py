@@ -253,7 +253,7 @@ def test_bf16_network_is_close_to_fp32_and_precision_is_checked(tiny: Vocoder, l
         load_vocoder(folder, precision="fp16")
 
 
-def test_mel_consistent_iterations_match_the_input_mel(logmel: torch.Tensor) -> None:
+def test_mel_consistent_iterations_match_the_input_mel(logmel: torch.Tensor, tmp_path) -> None:
     """The last mel_iters iterations project onto the input mel: the output re-analyses closer to
     it than the plain refinement with the same iteration count; training's call (no log-mel) is
     the plain refinement; mel_iters outside [0, phase_iters] is a config error."""
@@ -273,6 +273,9 @@ def test_mel_consistent_iterations_match_the_input_mel(logmel: torch.Tensor) -> 
 
     assert torch.equal(plain, gen.synthesize(*spectrum, logmel=x, mel_iters=0))
     assert mel_l1(consistent) < 0.8 * mel_l1(plain)
+    with torch.no_grad():  # the exports carry the mel-consistent iterations (the input mel is the model's input)
+        traced = torch.jit.load(str(export_vocoder(tmp_path, "torchscript", vocoder=Vocoder(gen, config))))
+        assert torch.allclose(traced(x), consistent, atol=1e-5)
     for bad in (-1, 7):
         with pytest.raises(CadenzaError, match="mel_iters"):
             build_generator({**config, "model": {**config["model"], "mel_iters": bad}})
