@@ -31,6 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from cadenza.audio import phase_kernels
+
 
 class MelTarget(NamedTuple):
     """What :func:`refine_phase`'s mel-consistent iterations match, and how.
@@ -60,6 +62,9 @@ def peak_advances(mag: Tensor, n_fft: int, hop: int, floor: float = 1e-3) -> tup
     memory (2.5x faster than scanning the strided bin axis); the results are transposed views.
     """
     B, K, T = mag.shape
+    if phase_kernels.applies(mag):  # one fused pass per frame (phase_kernels), same result
+        advance, ref = phase_kernels.peak_advances(mag.transpose(1, 2), 2 * math.pi * hop / n_fft, floor)
+        return advance.transpose(1, 2), ref.transpose(1, 2)
     m = mag.transpose(1, 2).contiguous()
     log_mag = torch.log(m.clamp(min=1e-7))
     below = torch.nn.functional.pad(log_mag[..., :-1], (1, 0), value=-1e4)
@@ -90,10 +95,27 @@ def locked_phase(cumulative: Tensor, ref: Tensor) -> Tensor:
     return (torch.gather(wrapped, -1, ref_t) - math.pi * (bins - ref_t.to(torch.float32))).transpose(1, 2)
 
 
+def integrate_locked(advance: Tensor, ref: Tensor, start: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Locked phase (B, K, T) and the running sums of ``advance`` (float64, for carrying between chunks).
+
+    ``advance`` and ``ref`` come from :func:`peak_advances`; ``start`` (B, K) is the integral
+    before the first frame (zero when None).
+    """
+    if phase_kernels.applies(advance):
+        B, K, _ = advance.shape
+        start = advance.new_zeros(B, K, dtype=torch.float64) if start is None else start.to(torch.float64).reshape(B, K)
+        phase, cumulative = phase_kernels.integrate_locked(advance.transpose(1, 2), ref.transpose(1, 2), start)
+        return phase.transpose(1, 2), cumulative.transpose(1, 2)
+    cumulative = torch.cumsum(advance.double(), dim=-1)
+    if start is not None:
+        cumulative = cumulative + start.to(torch.float64).reshape(*cumulative.shape[:2], 1)
+    return locked_phase(cumulative, ref), cumulative
+
+
 def phase_from_magnitude(mag: Tensor, n_fft: int, hop: int, floor: float = 1e-3) -> Tensor:
     """Locked phase-vocoder phase (B, K, T) for a linear magnitude (B, K, T), starting at zero."""
     advance, ref = peak_advances(mag, n_fft, hop, floor)
-    return locked_phase(torch.cumsum(advance.double(), dim=-1), ref)
+    return integrate_locked(advance, ref)[0]
 
 
 def _inverse_envelope(window: Tensor, n_fft: int, hop: int, frames: int) -> Tensor:
@@ -110,6 +132,8 @@ def _istft_frames_major(spec: Tensor, n_fft: int, hop: int, window: Tensor, leng
     """Inverse STFT of a frame-major spectrum (B, T, K), ``n_fft`` a multiple of ``hop``."""
     B, T, _ = spec.shape
     r = n_fft // hop
+    if phase_kernels.applies(spec, window):  # window, overlap-add, normalise and trim in one pass
+        return phase_kernels.overlap_add(torch.fft.irfft(spec, n=n_fft, dim=-1), window, inverse_envelope, length)
     frames = (torch.fft.irfft(spec, n=n_fft, dim=-1) * window).reshape(B, T, r, hop)
     out = frames.new_zeros(B, T + r - 1, hop)
     for j in range(r):
@@ -119,6 +143,8 @@ def _istft_frames_major(spec: Tensor, n_fft: int, hop: int, window: Tensor, leng
 
 def _stft_frames_major(wave: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     """``torch.stft(wave, center=True, pad_mode="reflect")`` transposed to (B, T, K), without the transpose's copy."""
+    if phase_kernels.applies(wave, window) and wave.shape[-1] > n_fft // 2:  # pad, cut and window in one pass
+        return torch.fft.rfft(phase_kernels.frame(wave, window, hop), dim=-1)
     padded = torch.nn.functional.pad(wave[:, None], (n_fft // 2, n_fft // 2), mode="reflect")[:, 0]
     return torch.fft.rfft(padded.unfold(-1, n_fft, hop) * window, dim=-1)
 
@@ -175,9 +201,21 @@ def refine_phase(
     T = mag.shape[-1]
     length, envelope = hop * (T - 1), _inverse_envelope(window, n_fft, hop, T)
     mag_t = mag.transpose(1, 2).contiguous()
+    ratio = momentum / (1 + momentum)
+    if phase_kernels.applies(mag, angles, window):  # each projection one fused pass per frame (phase_kernels)
+        spec = torch.view_as_complex(torch.view_as_real(angles.transpose(1, 2).contiguous()) * mag_t[..., None])
+        bank = None if target is None else phase_kernels.SparseMel(mel.basis, mel.spread, mel.relax)
+        rebuilt_prev: Tensor | None = None
+        for i in range(n_iter):
+            rebuilt = _stft_frames_major(_istft_frames_major(spec, n_fft, hop, window, length, envelope), n_fft, hop, window)
+            if target is not None and i >= mel_from:  # _mel_consistent and the rescale in one pass
+                phase_kernels.mel_refine_step(rebuilt, rebuilt_prev, ratio, target, bank, LOG_MAX_GAIN, spec)
+            else:
+                phase_kernels.refine_step(rebuilt, rebuilt_prev, ratio, mag_t, spec)
+            rebuilt_prev = rebuilt
+        return spec.transpose(1, 2)
     spec = mag_t * angles.transpose(1, 2)
     in_place = not (torch.is_grad_enabled() and (mag.requires_grad or angles.requires_grad))
-    ratio = momentum / (1 + momentum)
     prev: Tensor | None = None
     for i in range(n_iter):
         rebuilt = _stft_frames_major(_istft_frames_major(spec, n_fft, hop, window, length, envelope), n_fft, hop, window)

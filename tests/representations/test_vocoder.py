@@ -371,3 +371,27 @@ def test_missing_default_vocoder_points_to_training_and_griffin_lim(tmp_path, mo
     with pytest.raises(CadenzaError) as err:
         load_vocoder("default")
     assert "no such model folder" in err.value.message and "--griffin-lim" in err.value.hint
+
+
+def test_frame_major_convolution_equals_conv1d() -> None:
+    from cadenza.representations.vocoder import conv_frames_major
+
+    torch.manual_seed(0)
+    for conv in (torch.nn.Conv1d(8, 8, 7, padding=3, groups=8), torch.nn.Conv1d(5, 6, 7, padding=3)):
+        x = torch.randn(2, 5 if conv.groups == 1 else 8, 30)
+        assert torch.allclose(conv_frames_major(x.transpose(1, 2), conv), conv(x).transpose(1, 2), atol=1e-6)
+
+
+def test_bf16_twin_is_not_part_of_the_weights() -> None:
+    from cadenza.representations.vocoder import VocosGenerator, GeneratorConfig
+
+    gen = VocosGenerator(GeneratorConfig(dim=16, intermediate_dim=32, num_layers=1)).eval()
+    keys = set(gen.state_dict())
+    gen.bf16 = True
+    assert gen.bf16 and set(gen.state_dict()) == keys and all(p.dtype == torch.float32 for p in gen.parameters())
+    mel = torch.randn(1, 128, 20) - 4
+    with torch.inference_mode():
+        fast = gen.head_params(mel)[0]
+        gen.bf16 = False
+        exact = gen.head_params(mel)[0]
+    assert not gen.bf16 and torch.allclose(fast, exact, atol=0.1)
