@@ -204,7 +204,7 @@ def refine_phase(
     ratio = momentum / (1 + momentum)
     if phase_kernels.applies(mag, angles, window):  # each projection one fused pass per frame (phase_kernels)
         spec = torch.view_as_complex(torch.view_as_real(angles.transpose(1, 2).contiguous()) * mag_t[..., None])
-        bank = None if target is None else phase_kernels.SparseMel(mel.basis, mel.spread, mel.relax)
+        bank = None if target is None else phase_kernels.sparse_mel(mel.basis, mel.spread, float(mel.relax))
         rebuilt_prev: Tensor | None = None
         for i in range(n_iter):
             rebuilt = _stft_frames_major(_istft_frames_major(spec, n_fft, hop, window, length, envelope), n_fft, hop, window)

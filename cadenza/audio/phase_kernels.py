@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -294,6 +295,12 @@ class SparseMel:
     def __init__(self, basis: Tensor, spread: Tensor, relax: float = 1.0) -> None:
         self.basis_idx, self.basis_w = _per_bin(basis.detach().float().T.numpy())
         self.spread_idx, self.spread_w = _per_bin(spread.detach().float().numpy() * np.float32(relax))
+
+
+@lru_cache(maxsize=8)
+def sparse_mel(basis: Tensor, spread: Tensor, relax: float) -> SparseMel:
+    """:class:`SparseMel`, built once per filter bank (tensors hash by identity, and the mel code reuses one per config)."""
+    return SparseMel(basis, spread, relax)
 
 
 def mel_refine_step(rebuilt: Tensor, prev: Tensor | None, ratio: float, log_target: Tensor, mel: SparseMel,

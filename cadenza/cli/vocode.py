@@ -57,8 +57,8 @@ def vocode(
     batch_size: int = typer.Option(8, "--batch-size", help="Equal-length inputs are decoded together, this many at a time."),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0: torch's default)."),
     precision: str = typer.Option("auto", "--precision", help="Vocoder network precision: auto (bf16 on CPUs with AMX, else fp32), fp32 or bf16."),
-    phase_iters: Optional[int] = typer.Option(None, "--phase-iters", help="Refinement iterations after the network (default: the model's; shipped 8)."),
-    mel_iters: Optional[int] = typer.Option(None, "--mel-iters", help="Of those, the last ones that match the input mel (shipped 7; --mel-iters 0 is the fast schedule)."),
+    phase_iters: Optional[int] = typer.Option(None, "--phase-iters", help="Refinement iterations after the network (default: the model's; shipped 7)."),
+    mel_iters: Optional[int] = typer.Option(None, "--mel-iters", help="Of those, the last ones that match the input mel (shipped 6; --phase-iters 8 --mel-iters 0 is the fast schedule)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Turn log-mel spectrograms (or audio, for a listening round trip) into audio.

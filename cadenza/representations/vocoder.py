@@ -509,7 +509,7 @@ def load_vocoder(
     ``precision``: "fp32", "bf16" (the network under bfloat16 autocast) or "auto" (see
     :func:`resolve_precision`); :attr:`Vocoder.precision` tells which one runs.
     ``phase_iters`` / ``mel_iters`` override the config's refinement schedule (inference only,
-    the weights are the same): the shipped 8 / 7 is the quality schedule, 8 / 0 the fast one
+    the weights are the same): the shipped 7 / 6 is the quality schedule, 8 / 0 the fast one
     (``docs/vocoder/README.md`` has both measured).
     """
     resolved = resolve_precision(precision, device)

@@ -46,11 +46,14 @@ from cadenza.representations.vocoder import build_generator
 
 
 # ---------------------------------------------------------------------------------------------- data
-def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Path]:
+def read_manifest(path: str | os.PathLike, split: str | None = None, per_work: int | None = None) -> list[Path]:
     """Clip paths from a JSONL manifest (one object per line with ``path``; optional ``split``).
 
-    Relative paths are resolved against the manifest's folder.
+    Relative paths are resolved against the manifest's folder. ``per_work`` keeps at most that
+    many clips of each work (the row's ``work``; a row without one is its own work), so a
+    held-out sample spreads over many works instead of the first few works' every clip.
     """
+    taken: dict[str, int] = {}
     path = Path(path)
     if not path.exists():
         raise CadenzaError(f"{path}: no such manifest", "build a corpus first (cadenza data build) or pass its manifest.jsonl")
@@ -66,6 +69,11 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Pat
             raise CadenzaError(f"{path}:{n}: row has no 'path'", "each row needs the clip's audio path")
         if split is not None and row.get("split", "train") != split:
             continue
+        if per_work is not None:
+            work = str(row.get("work") or row["path"])
+            if taken.get(work, 0) >= per_work:
+                continue
+            taken[work] = taken.get(work, 0) + 1
         p = Path(row["path"])
         clips.append(p if p.is_absolute() else path.parent / p)
     return clips
@@ -228,14 +236,18 @@ class VocoderModule(L.LightningModule):
 
 
 # ---------------------------------------------------------------------------------------------- held-out
-def heldout_crops(manifest: str | os.PathLike, n: int, seconds: float, seed: int = 0, split: str = "test") -> Tensor:
+def heldout_crops(manifest: str | os.PathLike, n: int, seconds: float, seed: int = 0, split: str = "test",
+                  per_work: int | None = None) -> Tensor:
     """Fixed crops from one held-out split of the manifest (``valid`` falls back to ``test``, then to the last ``n`` clips), skipping silent ones.
+
+    ``per_work``: at most that many clips of each work (see :func:`read_manifest`).
 
     Training validates (and picks "best") on ``valid``; benchmarks and the ship check score on
     ``test``, which nothing chose on.
     """
     # a manifest without a valid split (e.g. train + test only) validates on test rather than on training clips
-    clips = read_manifest(manifest, split) or (split == "valid" and read_manifest(manifest, "test")) or read_manifest(manifest)[-n:]
+    clips = (read_manifest(manifest, split, per_work) or (split == "valid" and read_manifest(manifest, "test", per_work))
+             or read_manifest(manifest)[-n:])
     rng = np.random.default_rng(seed)
     length = int(seconds * 22050) // 256 * 256
     crops = []

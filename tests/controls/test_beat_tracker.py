@@ -366,3 +366,26 @@ def test_band_shift_and_mask_augmentation_keep_targets_and_are_off_by_default() 
     assert aug[0].shape == plain[0].shape and not torch.equal(aug[0], plain[0])
     floor = (aug[0] <= plain[0].min() + 1e-6).all(dim=-1)  # (B, n_mels): bands held at the floor
     assert floor.any(dim=1).all()  # each item has its masked band
+
+
+def test_average_checkpoints_is_the_mean_of_the_last_ones(tmp_path) -> None:
+    """``--average RUN --last K``: a model folder whose weights are the mean of the last K checkpoints."""
+    from safetensors.torch import load_file
+
+    from cadenza.train.beats import average_checkpoints, main
+
+    data = tmp_path / "corpus"
+    _click_corpus(data, [("train", 100.0), ("train", 130.0)])
+    run = tmp_path / "run"
+    overrides = [f"data.corpus={data}", "train.max_steps=3", "train.synth_clips=4", "checkpoint.every_steps=1", "checkpoint.keep_last=5"]
+    fit_folder("beats", "debug", overrides, run, threads=1)
+    steps = sorted((run / "checkpoints").glob("step-*"))[-2:]
+    expected = {k[len("model."):]: v for k, v in load_file(steps[0] / "model.safetensors").items() if k.startswith("model.")}
+    second = load_file(steps[1] / "model.safetensors")
+    out = average_checkpoints(run, 2, tmp_path / "avg")
+    tracker = NeuralBeatTracker.load(out)
+    for name, value in tracker.model.state_dict().items():
+        torch.testing.assert_close(value, (expected[name] + second["model." + name]) / 2)
+    assert json.loads((out / "config.json").read_text())["averaged"]["checkpoints"] == [s.name for s in steps]
+    assert tracker.track(click_track()[0], SR).shape[1] == 2
+    assert main(["--average", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2  # no checkpoints: a clear error
