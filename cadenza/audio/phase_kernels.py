@@ -57,8 +57,15 @@ def _array(t: Tensor) -> np.ndarray:
     return t.contiguous().numpy()
 
 
+def _jit(fn):
+    """numba's parallel JIT, cached beside the module (or in numba's user cache dir)."""
+    try:
+        return numba.njit(parallel=True, cache=True, nogil=True)(fn)
+    except RuntimeError:  # no writable cache location: compile once per process instead
+        return numba.njit(parallel=True, nogil=True)(fn)
+
+
 if numba is not None:
-    _jit = numba.njit(parallel=True, cache=True, nogil=True)
 
     @_jit
     def _peaks(m, scale, floor, advance, ref):  # pragma: no cover - compiled; tested through peak_advances
@@ -224,6 +231,43 @@ if numba is not None:
                 scale = target / math.sqrt(max(re * re + im * im, np.float32(1e-16)))
                 out[r, k, 0] = re * scale
                 out[r, k, 1] = im * scale
+
+
+def warm_up() -> None:
+    """Run every kernel once on a tiny input, so the first real call does not pay numba's start-up.
+
+    A fresh process spends about 0.5 s on the first kernel call (numba's threading runtime and
+    loading the cached machine code). :func:`warm_up_in_background` hides that behind whatever
+    the caller does next (loading weights, running a network); a real call waits on the lock
+    instead of loading the kernels a second time.
+    """
+    if not ENABLED:
+        return
+    K, T = 9, 6
+    mag = torch.rand(1, T, K)
+    advance, ref = peak_advances(mag, 0.5, 1e-3)
+    integrate_locked(advance, ref, torch.zeros(1, K, dtype=torch.float64))
+    spec = torch.polar(mag, torch.zeros_like(mag))
+    out = torch.empty_like(spec)
+    refine_step(spec, spec, 0.5, mag, out)
+    refine_step(spec, None, 0.5, mag, out)
+    basis = torch.eye(3, K)
+    mel_refine_step(spec, spec, 0.5, torch.zeros(1, T, 3), SparseMel(basis, basis.T.contiguous(), 1.0), 2.3, out)
+    mel_refine_step(spec, None, 0.5, torch.zeros(1, T, 3), SparseMel(basis, basis.T.contiguous(), 1.0), 2.3, out)
+    window, envelope = torch.hann_window(8), torch.ones(T + 3, 2)
+    wave = overlap_add(torch.zeros(1, T, 8), window, envelope, 2 * (T - 1))
+    frame(wave, window, 2)
+
+
+_warm: threading.Thread | None = None
+
+
+def warm_up_in_background() -> None:
+    """:func:`warm_up` in a daemon thread, once per process."""
+    global _warm
+    if ENABLED and _warm is None:
+        _warm = threading.Thread(target=warm_up, name="cadenza-phase-kernels-warm-up", daemon=True)
+        _warm.start()
 
 
 def peak_advances(mag_frames: Tensor, scale: float, floor: float) -> tuple[Tensor, Tensor]:

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cadenza.audio import phase_kernels
 from cadenza.audio.mel import MelConfig, _mel_pinv, mel_spread, mel_target, normalize_log_mel
 from cadenza.audio.phase import MelTarget, integrate_locked, inverse_stft, peak_advances, refine_phase
 from cadenza.checkpoint import load_model_folder, save_model_folder
@@ -513,6 +514,8 @@ def load_vocoder(
     (``docs/vocoder/README.md`` has both measured).
     """
     resolved = resolve_precision(precision, device)
+    if torch.device(device).type == "cpu":  # numba's one-time start-up overlaps the loading and the first network pass
+        phase_kernels.warm_up_in_background()
     folder = resolve_vocoder_dir(name_or_path)
     hint = (
         "no vocoder is shipped in this build: train one with scripts/train_vocoder.py (docs/vocoder/README.md) and pass "

@@ -120,3 +120,13 @@ def test_concurrent_callers_get_their_own_results() -> None:
         t.join()
     for i in range(4):
         assert torch.equal(results[i], expected[i])
+
+
+def test_warm_up_runs_every_kernel_once_per_process() -> None:
+    phase_kernels.warm_up()  # tiny inputs through every kernel: nothing raises
+    phase_kernels.warm_up_in_background()
+    first = phase_kernels._warm
+    phase_kernels.warm_up_in_background()
+    assert first is not None and phase_kernels._warm is first  # started once
+    first.join(timeout=120)
+    assert not first.is_alive()
