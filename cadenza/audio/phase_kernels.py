@@ -34,6 +34,11 @@ except ImportError:  # numba comes with librosa; without it the torch code runs
 
 ENABLED = numba is not None and os.environ.get("CADENZA_PHASE_KERNELS", "1") != "0"
 _LOCK = threading.Lock()
+# numba picks its OpenMP threading layer here, which shares torch's GNU OpenMP runtime (the
+# workqueue layer, contending with torch's threads, made the vocoder 1.5x slower). GNU OpenMP does
+# not survive fork(): numba aborts a forked child that launches a kernel after its parent did.
+# So a fork of a process that launched kernels runs the torch code instead.
+_launched_in: int | None = None
 _FLOAT_TYPES = (torch.float32, torch.complex64)
 
 
@@ -41,11 +46,16 @@ def applies(*tensors: Tensor) -> bool:
     """Whether the kernels can stand in for the torch code on these tensors."""
     if not ENABLED or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():  # exports record the torch graph
         return False
+    if _launched_in is not None and _launched_in != os.getpid():  # a forked child (see _launched_in)
+        return False
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     return not grad and all(t.device.type == "cpu" and t.dtype in _FLOAT_TYPES for t in tensors)
 
 
 def _threads() -> None:
+    """Before each launch: numba's threads follow torch's, and the launching process is noted."""
+    global _launched_in
+    _launched_in = os.getpid()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 

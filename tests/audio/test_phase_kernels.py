@@ -130,3 +130,22 @@ def test_warm_up_runs_every_kernel_once_per_process() -> None:
     assert first is not None and phase_kernels._warm is first  # started once
     first.join(timeout=120)
     assert not first.is_alive()
+
+
+def _phase_sum_in_child(queue) -> None:  # module level: picklable for any start method
+    torch.set_num_threads(1)  # as DataLoader workers do: torch's own OpenMP pool does not survive fork either
+    queue.put(float(P.phase_from_magnitude(_tonal_magnitude(batch=1, frames=20), N_FFT, HOP).sum()))
+
+
+def test_a_forked_child_of_a_process_that_ran_kernels_still_gets_results() -> None:
+    """GNU OpenMP does not survive fork(): such a child must take the torch code (numba would abort it)."""
+    import multiprocessing as mp
+
+    expected = float(P.phase_from_magnitude(_tonal_magnitude(batch=1, frames=20), N_FFT, HOP).sum())  # kernels in the parent
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_phase_sum_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert abs(queue.get(timeout=10) - expected) < 1e-2 * max(1.0, abs(expected))
