@@ -182,6 +182,17 @@ if numba is not None:
                     v = 2 * (length - 1) - v
                 frames[b, t, j] = wave[b, v] * window[j]
 
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _project(rebuilt, prev, ratio, has_prev, r, k, target, out):  # pragma: no cover - compiled
+        """One bin of a projection: ``out = target * z / |z|`` with ``z = rebuilt - ratio * prev``."""
+        re, im = rebuilt[r, k, 0], rebuilt[r, k, 1]
+        if has_prev:
+            re = re - ratio * prev[r, k, 0]
+            im = im - ratio * prev[r, k, 1]
+        scale = target / math.sqrt(max(re * re + im * im, np.float32(1e-16)))
+        out[r, k, 0] = re * scale
+        out[r, k, 1] = im * scale
+
     @_jit
     def _mel_refine_step(rebuilt, prev, ratio, has_prev, log_target, basis_idx, basis_w,
                          spread_idx, spread_w, log_max_gain, out):  # pragma: no cover - compiled
@@ -219,28 +230,14 @@ if numba is not None:
                 power[k] = (np.int32(n) + np.int32(127)) << np.int32(23)
             scale2 = power.view(np.float32)
             for k in range(K):
-                target = magnitude[k] * poly[k] * scale2[k]
-                re, im = rebuilt[r, k, 0], rebuilt[r, k, 1]
-                if has_prev:
-                    re = re - ratio * prev[r, k, 0]
-                    im = im - ratio * prev[r, k, 1]
-                scale = target / math.sqrt(max(re * re + im * im, np.float32(1e-16)))
-                out[r, k, 0] = re * scale
-                out[r, k, 1] = im * scale
+                _project(rebuilt, prev, ratio, has_prev, r, k, magnitude[k] * poly[k] * scale2[k], out)
 
     @_jit
     def _refine_step(rebuilt, prev, ratio, has_prev, mag, out):  # pragma: no cover - compiled
         rows, K, _ = rebuilt.shape
         for r in numba.prange(rows):
             for k in range(K):
-                re, im = rebuilt[r, k, 0], rebuilt[r, k, 1]
-                target = mag[r, k]
-                if has_prev:
-                    re = re - ratio * prev[r, k, 0]
-                    im = im - ratio * prev[r, k, 1]
-                scale = target / math.sqrt(max(re * re + im * im, np.float32(1e-16)))
-                out[r, k, 0] = re * scale
-                out[r, k, 1] = im * scale
+                _project(rebuilt, prev, ratio, has_prev, r, k, mag[r, k], out)
 
 
 def warm_up() -> None:

@@ -436,16 +436,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last", type=int, default=10, help="with --average: how many checkpoints")
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.batch_size=8")
     args = parser.parse_args(argv)
-    if args.average:
+    if args.average or args.ship:  # instead of training
         try:
-            print(f"saved {average_checkpoints(args.average, args.last, args.out or Path(args.average) / 'averaged')}")
-        except CadenzaError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        return 0
-    if args.ship:
-        try:
-            print(f"shipped {ship(args.ship, args.ship_to, args.data)}")
+            if args.average:
+                print(f"saved {average_checkpoints(args.average, args.last, args.out or Path(args.average) / 'averaged')}")
+            else:
+                print(f"shipped {ship(args.ship, args.ship_to, args.data)}")
         except CadenzaError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
