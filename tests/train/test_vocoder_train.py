@@ -131,3 +131,14 @@ def test_train_vocoder_script_trains_through_the_runner_and_its_tools_read_the_r
     monkeypatch.setattr(sys, "argv", ["train_vocoder.py", "examples", "--manifest", str(manifest), "--model", str(run / "model"), "--out", str(out), "--clips", "1", "--seconds", "0.3"])
     script.main()
     assert sorted(p.name for p in out.iterdir()) == ["clip0_griffinlim.flac", "clip0_original.flac", "clip0_vocoder.flac"]
+
+
+def test_read_manifest_per_work_keeps_that_many_clips_of_each_work(tmp_path) -> None:
+    from cadenza.train.vocoder import read_manifest
+
+    rows = [{"path": "a0.flac", "work": "a", "split": "test"}, {"path": "a1.flac", "work": "a", "split": "test"},
+            {"path": "b0.flac", "work": "b", "split": "test"}, {"path": "c0.flac", "split": "test"}, {"path": "c1.flac", "split": "test"}]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    names = lambda clips: [p.name for p in clips]  # noqa: E731
+    assert names(read_manifest(tmp_path / "manifest.jsonl", "test", per_work=1)) == ["a0.flac", "b0.flac", "c0.flac", "c1.flac"]
+    assert len(read_manifest(tmp_path / "manifest.jsonl", "test")) == 5
