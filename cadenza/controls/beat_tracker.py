@@ -72,7 +72,7 @@ DEFAULT_POSTFILTER: dict = {
     "release_s": 0.05,  # ... and then a beat needs this much sound after it
     "downbeat_clip": 0.1,  # downbeat activations are read within [clip, 1 - clip]
     "meters": [4, 3, 2, 1],  # candidate beats per bar, preferred in this order on ties
-    "meter_log_prior": [0.0, -0.5, -0.5, -2.0],  # a small preference for common bar lengths
+    "meter_log_prior": [0.0, -0.5, -0.5, -3.0],  # a small preference for common bar lengths (1-beat bars are rare; -3 chosen on valid)
 }
 
 
