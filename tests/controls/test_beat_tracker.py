@@ -150,6 +150,14 @@ def test_choose_downbeats_by_likelihood() -> None:
     assert choose_downbeats(np.zeros(0)).shape == (0,)
 
 
+def test_undecided_downbeats_do_not_mark_every_beat() -> None:
+    """Every beat at 0.6: bars of 2 (F1 2/3 against a 4-beat truth, 1 against a 2-beat one), not
+    one-beat bars (1/2 and 2/3). Bars of one beat are rare, and the shipped prior says so."""
+    flags = choose_downbeats(np.full(8, 0.6))
+    np.testing.assert_array_equal(flags, [1, 0, 1, 0, 1, 0, 1, 0])
+    assert choose_downbeats(np.full(8, 0.6), {"meter_log_prior": [0.0, -0.5, -0.5, -2.0]}).all()  # the old prior
+
+
 def test_post_filter_rejects_flat_and_bad_activations() -> None:
     assert activations_to_beats(np.full((300, 2), 0.05)).shape == (0, 2)
     with pytest.raises(CadenzaError, match="shape"):
