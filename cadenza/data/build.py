@@ -52,10 +52,11 @@ class Preset:
     max_clips: int  # clips per arrangement at most
     large_soundfont: bool  # FluidR3_GM when installed
     max_size: int | None  # skip works with more source bytes (slow to parse)
+    held_out_first: bool = False  # a valid and a test work come first, so every split has one
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", 8, 1, 4, False, 12_000),  # ≈ 3 min of audio, under a minute on 2 cores
+    "tiny": Preset("tiny", 8, 1, 4, False, 12_000, held_out_first=True),  # ≈ 3 min of audio, under a minute on 2 cores
     "small": Preset("small", 210, 2, 6, True, None),  # ≈ 3 h
     "full": Preset("full", None, 1, 10, True, None),  # every work: ≥ 50 h
 }
@@ -282,7 +283,7 @@ def build(cfg: BuildConfig, progress: Callable[[int, int, dict], None] | None = 
     n_works = spec.n_works
     if cfg.limit_works is not None:
         n_works = cfg.limit_works if n_works is None else min(n_works, cfg.limit_works)
-    works = select_works(n_works, cfg.seed, spec.max_size)
+    works = select_works(n_works, cfg.seed, spec.max_size, spec.held_out_first)
     if cfg.splits is not None:  # the same works' clips as in the whole build, just fewer works: a later run without it adds the rest
         selected = len(works)
         works = [ref for ref in works if split_for(ref.work_id) in cfg.splits]

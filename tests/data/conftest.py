@@ -10,9 +10,9 @@ from cadenza.cli import main
 
 
 def build_tiny(out: Path, *extra: str) -> int:
-    """Three works, two clips each at most, TimGM6mb, in-process (fast and deterministic)."""
+    """Five works (three train, one valid, one test), two clips each at most, TimGM6mb, in-process."""
     return main(["data", "build", "--preset", "tiny", "--out", str(out), "--workers", "1",
-                 "--limit-works", "3", "--max-clips", "2", *extra])
+                 "--limit-works", "5", "--max-clips", "2", *extra])
 
 
 @pytest.fixture(scope="session")

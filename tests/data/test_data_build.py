@@ -45,6 +45,8 @@ def test_splits_share_no_work(tiny_corpus: Path) -> None:
     for r in read_manifest(tiny_corpus):
         splits.setdefault(r["work"], set()).add(r["split"])
     assert all(len(s) == 1 for s in splits.values())
+    # the tiny preset puts a valid and a test work first, so even 3 works give every split
+    assert set().union(*splits.values()) == {"train", "valid", "test"}
 
 
 def test_interrupted_build_resumes_to_identical_manifest(tiny_corpus: Path, tiny_builder, tmp_path: Path) -> None:
@@ -132,11 +134,13 @@ def test_killed_build_process_resumes_to_identical_manifest(tiny_corpus: Path, t
 def test_splits_option_builds_the_same_clips_of_fewer_works(tiny_corpus: Path, tiny_builder, tmp_path: Path, capsys) -> None:
     """--splits keeps only the selected works in those splits, with clips identical to the whole
     build's (a held-out set cut from a bigger preset); an empty selection or a bad name is a clear error."""
-    out = tmp_path / "train-only"
-    assert tiny_builder(out, "--splits", "train") == 0
-    assert read_manifest(out) == read_manifest(tiny_corpus)  # the tiny works are all train
-    assert json.loads((out / "build.json").read_text())["splits"] == ["train"]
-    assert tiny_builder(tmp_path / "held-out", "--splits", "valid,test") == 2
-    assert "none of the 3 selected works" in " ".join(capsys.readouterr().err.split())
+    whole = read_manifest(tiny_corpus)
+    out = tmp_path / "held-out"
+    assert tiny_builder(out, "--splits", "valid,test") == 0
+    assert read_manifest(out) == [r for r in whole if r["split"] in ("valid", "test")]
+    assert json.loads((out / "build.json").read_text())["splits"] == ["valid", "test"]
+    assert {r["split"] for r in read_manifest(out)} == {"valid", "test"}
+    assert tiny_builder(tmp_path / "none", "--limit-works", "1", "--splits", "test") == 2  # its one work is valid
+    assert "none of the 1 selected works" in " ".join(capsys.readouterr().err.split())
     assert tiny_builder(tmp_path / "bad", "--splits", "holdout") == 2
     assert "--splits" in capsys.readouterr().err

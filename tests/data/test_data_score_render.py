@@ -107,6 +107,10 @@ def test_works_are_many_unique_and_selection_spreads_over_collections() -> None:
     assert picked != select_works(20, seed=1)
     assert len({w.collection for w in picked}) == 20  # round-robin: one per collection first
     assert all(w.size <= 5000 for w in select_works(10, 0, max_size=5000))
+    first = select_works(3, 0, held_out_first=True)
+    assert [split_for(w.work_id) for w in first[:2]] == ["valid", "test"]
+    rest = [w for w in select_works(20, 0, held_out_first=True) if w not in first[:2]]
+    assert rest == [w for w in picked if w not in first[:2]][: len(rest)]  # otherwise the same order
 
 
 def test_split_is_by_work_and_near_90_5_5() -> None:
