@@ -75,6 +75,9 @@ class BeatCorpus:
         return len(self.mels)
 
 
+UNCACHED_NOTICE_CLIPS = 500  # clips without cached mels above which loading says so and shows progress
+
+
 def load_beat_corpus(folder: str | os.PathLike, split: str, max_clips: int | None = None) -> BeatCorpus:
     """One split: mels from the feature cache (or the audio), beats from each clip's score controls."""
     from cadenza.data.cache import cache_dir, load_index
@@ -104,11 +107,18 @@ def load_beat_corpus(folder: str | os.PathLike, split: str, max_clips: int | Non
     missing = [cid for cid in ids if cid not in mels]
     if missing:
         from cadenza.audio.io import load_audio
+        from cadenza.cli.progress import progress_bar
 
         front = MelSpectrogram()
-        with torch.inference_mode():
+        # minutes on a large corpus: say why the run has not started, and how to pay it only once
+        quiet = len(missing) < UNCACHED_NOTICE_CLIPS
+        if not quiet:
+            print(f"beats: {len(missing)} clips of {folder} ({split}) have no feature cache; computing their mels "
+                  f"from the audio ('cadenza data cache {folder}' stores them once)", file=sys.stderr, flush=True)
+        with torch.inference_mode(), progress_bar(f"mels ({split})", len(missing), quiet=quiet) as bar:
             for cid in missing:
                 mels[cid] = front(torch.from_numpy(load_audio(folder / rows[cid]["path"]))).half()
+                bar.advance()
     beats = [ControlSet.load(folder / rows[cid]["controls"]["score"]).beats for cid in ids]
     return BeatCorpus([mels[cid] for cid in ids], beats, ids, [bool(rows[cid].get("drums", False)) for cid in ids])
 

@@ -397,3 +397,18 @@ def test_average_checkpoints_is_the_mean_of_the_last_ones(tmp_path) -> None:
     assert json.loads((out / "config.json").read_text())["averaged"]["checkpoints"] == [s.name for s in steps]
     assert tracker.track(click_track()[0], SR).shape[1] == 2
     assert main(["--average", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2  # no checkpoints: a clear error
+
+
+def test_uncached_corpus_says_why_loading_takes_long(tmp_path, monkeypatch, capsys) -> None:
+    """Without a feature cache the mels come from the audio (minutes on a large corpus): the
+    loader says so and names the command that caches them, instead of sitting silent."""
+    import cadenza.train.beats as beats_train
+
+    _click_corpus(tmp_path / "c", [("train", 100.0), ("train", 130.0)])
+    corpus = beats_train.load_beat_corpus(tmp_path / "c", "train")
+    assert len(corpus.ids) == 2 and "feature cache" not in capsys.readouterr().err  # small: nothing said
+    monkeypatch.setattr(beats_train, "UNCACHED_NOTICE_CLIPS", 2)
+    again = beats_train.load_beat_corpus(tmp_path / "c", "train")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "2 clips" in err and "no feature cache" in err and "cadenza data cache" in err
+    assert all(torch.equal(a, b) for a, b in zip(corpus.mels, again.mels))
