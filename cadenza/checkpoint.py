@@ -44,6 +44,13 @@ def load_model_folder(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     if not folder.is_dir():
         raise CadenzaError(f"{folder}: no such model folder", "pass a folder holding model.safetensors and config.json")
     weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not weights.exists() and any((folder / sub / WEIGHTS_NAME).exists() for sub in ("best", "model")):
+        raise CadenzaError(
+            f"{folder}: a training run's folder, not a model folder",
+            f"pass {folder / 'best'} (best by validation) or {folder / 'model'} (the last step)",
+        )
+    if not weights.exists() and not config_path.exists():  # not a half-written checkpoint: some other folder
+        raise CadenzaError(f"{folder}: not a model folder (no {WEIGHTS_NAME}, no {CONFIG_NAME})", "pass a folder holding model.safetensors and config.json")
     for path in (weights, config_path):
         if not path.exists():
             raise CadenzaError(f"{folder}: missing {path.name}", "the checkpoint is incomplete; re-export or re-train it")

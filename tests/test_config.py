@@ -41,3 +41,12 @@ def test_model_folder_roundtrip_and_errors(tmp_path):
         load_model_folder(folder)
     with pytest.raises(CadenzaError, match="no such model folder"):
         load_model_folder(tmp_path / "nothing")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(CadenzaError, match="not a model folder"):
+        load_model_folder(tmp_path / "other")
+    run = tmp_path / "run"  # a training run: its config.json is the run's, the models are below it
+    save_model_folder(run / "best", state, {"dim": 4})
+    (run / "config.json").write_text("{}")
+    with pytest.raises(CadenzaError, match="a training run's folder") as err:
+        load_model_folder(run)
+    assert str(run / "best") in err.value.hint

@@ -65,7 +65,7 @@ def extract(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .npz for one file, a folder for several (default: beside each file, NAME.controls.npz)."),
     csv: Path | None = typer.Option(None, "--csv", help="Also write the controls as CSV files into this folder (one sub-folder per file when several)."),
     use: str = typer.Option(",".join(CONTROL_NAMES), "--use", help="Comma-separated controls to extract."),
-    tracker: str = typer.Option("default", "--tracker", help="Rhythm tracker: default (the trained one, DSP fallback), neural or dsp."),
+    tracker: str = typer.Option("default", "--tracker", help="Rhythm tracker: default (the trained one, DSP fallback), neural, dsp, or the model folder of a tracker you trained."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     from cadenza.controls.extract import extract_from_file, parse_control_names

@@ -47,7 +47,7 @@ def make_cases(
     duration: float = typer.Option(None, "--duration", help="Seconds per case (default: the clip's length; 6 for --created)."),
     rhythm_tracker: str = typer.Option(
         "default", "--rhythm-tracker",
-        help="Beat tracker for extracted controls: default (the trained one, DSP fallback), neural or dsp; use the one eval run scores with.",
+        help="Beat tracker for extracted controls: default (the trained one, DSP fallback), neural, dsp or a trained model folder; use the one eval run scores with.",
     ),
 ) -> None:
     """Write a case set: extracted controls of held-out corpus clips, or created controls.
@@ -85,7 +85,7 @@ def run(
     embedder: str = typer.Option("default", "--embedder", help="FAD embedder: default, clap, mel-stats or none."),
     rhythm_tracker: str = typer.Option(
         "default", "--rhythm-tracker",
-        help="Beat tracker used to score outputs: default (the trained one, DSP fallback, as in 'cadenza controls extract'), neural or dsp.",
+        help="Beat tracker used to score outputs: default (the trained one, DSP fallback, as in 'cadenza controls extract'), neural, dsp or a trained model folder.",
     ),
     max_figures: int = typer.Option(4, "--max-figures", help="Per-case figures to draw: the first N cases of each table."),
     threads: int = typer.Option(None, "--threads", help="Torch threads."),

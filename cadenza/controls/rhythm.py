@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import librosa
@@ -286,7 +287,7 @@ def describe_rhythm_tracker(name: str | RhythmTracker = "default") -> str:
 
 
 def get_rhythm_tracker(name: str | RhythmTracker = "default") -> RhythmTracker:
-    """A tracker instance by registered name (an instance passes through).
+    """A tracker instance by registered name or trained model folder (an instance passes through).
 
     ``"default"`` is the trained ``"neural"`` tracker when its shipped weights are present and
     load, else ``"dsp"`` with a warning; ``"neural"`` asked for by name raises instead.
@@ -295,6 +296,13 @@ def get_rhythm_tracker(name: str | RhythmTracker = "default") -> RhythmTracker:
         if isinstance(name, RhythmTracker):
             return name
         raise CadenzaError(f"not a rhythm tracker: {type(name).__name__}", "pass a name or an object with a track(audio, sample_rate) method")
-    if name not in _TRACKERS:
-        raise CadenzaError(f"unknown rhythm tracker '{name}'", f"choose from {', '.join(rhythm_tracker_names())}")
-    return _TRACKERS[name]()
+    if name in _TRACKERS:
+        return _TRACKERS[name]()
+    if Path(name).expanduser().is_dir():  # a trained tracker's model folder (cadenza train beats ... --out RUN → RUN/best)
+        from cadenza.controls.beat_tracker import load_beat_tracker  # deferred: it imports torch
+
+        return load_beat_tracker(Path(name).expanduser())
+    raise CadenzaError(
+        f"unknown rhythm tracker '{name}' (neither a tracker name nor a folder)",
+        f"choose from {', '.join(rhythm_tracker_names())}, or pass the model folder of a tracker you trained (e.g. runs/beats/best)",
+    )

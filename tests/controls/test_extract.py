@@ -226,3 +226,18 @@ def test_crescendo_is_not_mistaken_for_accents() -> None:
     downs = out[out[:, 1] > 0, 0]
     assert len(downs) >= 2
     np.testing.assert_allclose(downs / 2.0, np.round(downs / 2.0), atol=0.04)  # bars start every 2 s
+
+
+def test_tracker_by_model_folder(tmp_path) -> None:
+    """A tracker you trained is used by passing its model folder wherever a tracker name goes."""
+    from cadenza.controls.beat_tracker import BeatTCN, NeuralBeatTracker
+
+    folder = NeuralBeatTracker(BeatTCN({"channels": 8, "dilations": [1, 2]})).save(tmp_path / "mine")
+    tracker = get_rhythm_tracker(str(folder))
+    assert isinstance(tracker, NeuralBeatTracker) and tracker.model.config["channels"] == 8
+    assert describe_rhythm_tracker(str(folder)) == f"{folder} (neural)"
+    audio = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE * 2).astype(np.float32)
+    cs = extract_controls(audio, SAMPLE_RATE, rhythm_tracker=str(folder))
+    assert cs.rhythm.shape == (num_frames(audio.size), 2)
+    with pytest.raises(CadenzaError, match="neither a tracker name nor a folder"):
+        get_rhythm_tracker(str(tmp_path / "missing"))
