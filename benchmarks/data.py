@@ -3,7 +3,8 @@
 1. Throughput: builds a slice of the ``small`` preset (``--works`` works, FluidR3_GM) into a
    temporary folder with one worker and reports seconds of audio per second of wall time,
    beside the same slice rendered with TimGM6mb. The render stage alone is also timed
-   against ``pretty_midi``'s own sine-wave ``synthesize`` on the same arrangements.
+   against ``pretty_midi``'s own sine-wave ``synthesize`` on the same arrangements, and the
+   score-to-notes step (tied notes merged) against music21's ``stripTies``, which it replaced.
 2. Agreement over the clips of a data set (``--data``, default: the slice just built):
    frame pitch-class agreement between the score melody (top voice) and the extracted melody
    on frames voiced in both, and beat / downbeat F1 (mir_eval, ±70 ms) of the extracted beats
@@ -69,6 +70,48 @@ def throughput(works: int, seed: int, soundfont: str, tmp: Path) -> dict:
     return {"soundfont": soundfont, "works": works, "clips": summary["clips"], "audio_seconds": audio_s,
             "wall_seconds": wall, "cpu_seconds": cpu, "audio_per_wall": audio_s / wall, "audio_per_cpu": audio_s / cpu,
             "folder": str(out)}
+
+
+def stripties_notes(part) -> np.ndarray:
+    """The peer: the notes as ``score._part_notes`` made them before, through music21's ``stripTies``."""
+    from music21 import chord, note
+
+    rows = []
+    for el in part.stripTies(inPlace=False).flatten().notes:
+        dur = float(el.quarterLength)
+        if dur <= 0:
+            continue
+        pitches = [el.pitch.midi] if isinstance(el, note.Note) else [p.midi for p in el.pitches] if isinstance(el, chord.Chord) else []
+        rows.extend((float(el.offset), dur, int(p)) for p in pitches)
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    return arr[np.lexsort((arr[:, 2], arr[:, 0]))] if len(arr) else arr
+
+
+def tie_merge_speed(works: int, seed: int) -> dict:
+    """Score → notes for the slice's works: Cadenza's read-only tie merge vs music21's stripTies.
+
+    Both give (onset, duration, pitch) rows per part; ``identical_parts`` counts parts where
+    the two arrays are equal (it must be all of them).
+    """
+    from cadenza.data.score import _part_notes
+
+    parts, same, t_new, t_old = 0, 0, 0.0, 0.0
+    for ref in select_works(works, seed):
+        try:
+            score = load_work(ref)
+        except Exception:
+            continue
+        for part in score.parts:
+            t0 = time.perf_counter()
+            ours = _part_notes(part)
+            t1 = time.perf_counter()
+            theirs = stripties_notes(part)
+            t2 = time.perf_counter()
+            t_new, t_old = t_new + t1 - t0, t_old + t2 - t1
+            parts += 1
+            same += int(ours.shape == theirs.shape and np.array_equal(ours, theirs))
+    return {"works": works, "parts": parts, "identical_parts": same, "cadenza_seconds": t_new, "stripties_seconds": t_old,
+            "speedup": t_old / max(t_new, 1e-9)}
 
 
 def render_speed(works: int, seed: int, repeats: int = 2) -> dict:
@@ -165,13 +208,14 @@ def main() -> None:
         fluid = throughput(args.works, args.seed, "fluidr3", Path(tmp))
         tim = throughput(args.works, args.seed, "timgm6mb", Path(tmp))
         render = render_speed(min(args.works, 8), args.seed)
+        ties = tie_merge_speed(args.works, args.seed)
         agree = agreement(args.data or Path(fluid["folder"]), args.max_clips, args.seed)
 
     result = {
         "benchmark": "data", "git_commit": git_commit(), "seed": args.seed, "python": platform.python_version(),
         "torch_threads": 1, "cpu": platform.processor() or platform.machine(),
         "config": {"works": args.works, "preset": "small", "workers": 1, "clip_seconds": 6.0, "data": str(args.data) if args.data else None},
-        "throughput": {"fluidr3": fluid, "timgm6mb": tim}, "render_stage": render, "agreement": agree,
+        "throughput": {"fluidr3": fluid, "timgm6mb": tim}, "render_stage": render, "tie_merge": ties, "agreement": agree,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "data.json", result)
@@ -190,6 +234,10 @@ def main() -> None:
         "| renderer | x real time | ratio to TinySoundFont+FluidR3 |", "|---|---|---|",
         *[f"| {k} | {render[k]:.0f} | {render[k] / render['tinysoundfont_fluidr3']:.2f} |"
           for k in ("tinysoundfont_fluidr3", "tinysoundfont_timgm6mb", "pretty_midi_synthesize")],
+        "", f"## Score to notes ({ties['works']} works, {ties['parts']} parts): tied notes merged", "",
+        "| method | seconds | ratio to Cadenza | parts identical to stripTies |", "|---|---|---|---|",
+        f"| Cadenza (`score._part_notes`, read-only tie merge) | {ties['cadenza_seconds']:.2f} | 1.00 | {ties['identical_parts']} / {ties['parts']} |",
+        f"| music21 `stripTies` (the previous path) | {ties['stripties_seconds']:.2f} | {ties['speedup']:.1f} | — |",
         "", f"## Score vs audio-extracted controls ({agree['clips']} clips of {agree['folder']})", "",
         f"Extracted afresh by the current default extractor ({agree['extract_x_real_time']:.0f}x real time, one clip at a time, "
         "1 thread); `stored` = the set's own `*.extracted.npz`, made at build time.", "",
