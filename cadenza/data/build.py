@@ -141,9 +141,15 @@ def work_record_path(out: Path, ref: WorkRef) -> Path:
 
 
 def _clip_rows(
-    ref: WorkRef, cfg: BuildConfig, sf_path: str, sf_name: str, variant: int, sd, prov, arr: Arrangement, rng, out: Path
+    ref: WorkRef, cfg: BuildConfig, sf_path: str, sf_name: str, variant: int, sd, prov, arr: Arrangement, rng, out: Path,
+    skipped: dict[str, int] | None = None,
 ) -> list[dict]:
-    """Render one arrangement, cut, check, save; return its manifest rows."""
+    """Render one arrangement, cut, check, save; return its manifest rows.
+
+    ``skipped`` counts what was left out and why (``short``: an arrangement under one clip;
+    ``silent`` / ``unvoiced``: clips under the level or voiced-frame thresholds), so a work
+    that gives no clip says why in its record instead of vanishing from the manifest."""
+    skipped = {} if skipped is None else skipped
     n = cfg.clip_samples
     max_clips = cfg.max_clips or cfg.spec.max_clips
     audio = render_midi(arr.midi, sf_path, arr.duration)
@@ -151,6 +157,7 @@ def _clip_rows(
     audio = add_room(audio, rng, wet, float(rng.uniform(0.8, 2.2)))
     n_clips = min(max_clips, int(arr.duration * SAMPLE_RATE) // n)
     if n_clips == 0:
+        skipped["short"] = skipped.get("short", 0) + 1
         return []
     gain_db = float(rng.uniform(-30.0, -16.0))
     audio = loudness_normalize(audio[: n_clips * n], target_db=gain_db)
@@ -162,6 +169,8 @@ def _clip_rows(
         rms_db = 10 * np.log10(np.mean(np.square(clips[c], dtype=np.float64)) + 1e-20)
         sc = score_controls(notes, arr.beats, c * n / SAMPLE_RATE, n)
         if rms_db < SILENCE_DB or sc.melody_mask.mean() < MIN_VOICED:
+            why = "silent" if rms_db < SILENCE_DB else "unvoiced"
+            skipped[why] = skipped.get(why, 0) + 1
             continue
         kept.append((c, clips[c], sc))
     if not kept:
@@ -211,11 +220,12 @@ def process_work(ref: WorkRef, cfg: BuildConfig, sf_path: str, sf_name: str) -> 
             variants = cfg.variants or cfg.spec.variants
             max_seconds = (cfg.max_clips or cfg.spec.max_clips) * cfg.clip_seconds + 0.5
             rows: list[dict] = []
+            skipped: dict[str, int] = {}
             for v in range(variants):
                 rng = work_rng(cfg.seed, ref.work_id, v)
                 arr = arrange(sd, rng, max_seconds, random_start=v > 0, drum_probability=cfg.drum_probability)
-                rows += _clip_rows(ref, cfg, sf_path, sf_name, v, sd, prov, arr, rng, out)
-        record = {"work": ref.work_id, "status": "ok", "rows": rows}
+                rows += _clip_rows(ref, cfg, sf_path, sf_name, v, sd, prov, arr, rng, out, skipped)
+        record = {"work": ref.work_id, "status": "ok", "rows": rows, **({"skipped": skipped} if skipped else {})}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a work that fails to convert is recorded with its reason
@@ -346,6 +356,7 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
     out = Path(cfg.out)
     rows: list[dict] = []
     failures = []
+    empty: list[dict] = []  # works that converted but gave no clip (too short, silent or unvoiced)
     work_seconds = 0.0
     for ref in works:
         rec = _load_record(work_record_path(out, ref))
@@ -354,6 +365,8 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
         work_seconds += float(rec.get("seconds", 0.0))
         if rec["status"] == "ok":
             rows += rec["rows"]
+            if not rec["rows"]:
+                empty.append({"work": ref.work_id, "skipped": rec.get("skipped", {})})
         else:
             failures.append({"work": ref.work_id, "reason": rec.get("reason", "unknown")})
     if not rows:
@@ -373,7 +386,7 @@ def finalize(cfg: BuildConfig, works: list[WorkRef], identity: dict, elapsed: fl
         # limit_works: this manifest covers only the first N selected works (a later run without it adds the rest)
         "config": identity, "status": "complete", "limit_works": cfg.limit_works,
         "splits": list(cfg.splits) if cfg.splits else None, "works": len(works), "failed": len(failures), "clips": len(rows),
-        "hours": round(hours, 4), "clips_per_split": splits, "built_works_this_run": n_built,
+        "hours": round(hours, 4), "clips_per_split": splits, "works_without_clips": empty, "built_works_this_run": n_built,
         "wall_seconds_this_run": round(elapsed, 2), "work_seconds_total": round(work_seconds, 2),
     }
     atomic_write_json(out / "build.json", summary)

@@ -144,3 +144,15 @@ def test_splits_option_builds_the_same_clips_of_fewer_works(tiny_corpus: Path, t
     assert "none of the 1 selected works" in " ".join(capsys.readouterr().err.split())
     assert tiny_builder(tmp_path / "bad", "--splits", "holdout") == 2
     assert "--splits" in capsys.readouterr().err
+
+
+def test_works_without_clips_are_listed_with_the_reason(tiny_builder, tmp_path: Path, capsys) -> None:
+    """A work that converts but gives no clip (here: shorter than a 20 s clip) is not silently
+    missing from the manifest: build.json lists it with why, and the summary line says so."""
+    out = tmp_path / "long-clips"
+    assert tiny_builder(out, "--clip-seconds", "20") == 0
+    empty = json.loads((out / "build.json").read_text())["works_without_clips"]
+    in_manifest = {r["work"] for r in read_manifest(out)}
+    assert empty and all(e["skipped"] and set(e["skipped"]) <= {"short", "silent", "unvoiced"} for e in empty)
+    assert not in_manifest & {e["work"] for e in empty} and len(in_manifest) + len(empty) == 5
+    assert f"{len(empty)} work(s) gave no clip" in " ".join(capsys.readouterr().err.split())  # the console is stderr
