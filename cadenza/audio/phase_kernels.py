@@ -353,19 +353,25 @@ def sparse_mel(basis: Tensor, spread: Tensor, relax: float) -> SparseMel:
     return SparseMel(basis, spread, relax)
 
 
+def _step_views(rebuilt: Tensor, prev: Tensor | None, out: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B*T, K, 2) float32 views of a refinement step's input, previous estimate (the input itself
+    when there is none) and output, the layout both step kernels take."""
+    B, T, K = rebuilt.shape
+    r = _array(rebuilt).reshape(B * T, K, 2)
+    p = r if prev is None else _array(prev).reshape(B * T, K, 2)
+    return r, p, torch.view_as_real(out).numpy().reshape(B * T, K, 2)
+
+
 def mel_refine_step(rebuilt: Tensor, prev: Tensor | None, ratio: float, log_target: Tensor, mel: SparseMel,
                     log_max_gain: float, out: Tensor) -> None:
     """:func:`refine_step` onto the mel-consistent magnitude of ``rebuilt``, all in one pass per frame.
 
     ``log_target`` (B, T, n_mels) is the target log-mel.
     """
-    B, T, K = rebuilt.shape
-    r = _array(rebuilt).reshape(B * T, K, 2)
-    p = r if prev is None else _array(prev).reshape(B * T, K, 2)
-    o = torch.view_as_real(out).numpy().reshape(B * T, K, 2)
+    r, p, o = _step_views(rebuilt, prev, out)
     with _LOCK:
         _threads()
-        _mel_refine_step(r, p, np.float32(ratio), prev is not None, _array(log_target).reshape(B * T, -1),
+        _mel_refine_step(r, p, np.float32(ratio), prev is not None, _array(log_target).reshape(r.shape[0], -1),
                          mel.basis_idx, mel.basis_w, mel.spread_idx, mel.spread_w, np.float32(log_max_gain), o)
 
 
@@ -374,10 +380,7 @@ def refine_step(rebuilt: Tensor, prev: Tensor | None, ratio: float, mag: Tensor,
 
     ``out = mag * z / |z|`` with ``z = rebuilt - ratio * prev`` (just ``rebuilt`` without ``prev``).
     """
-    B, T, K = rebuilt.shape
-    r = _array(rebuilt).reshape(B * T, K, 2)
-    p = r if prev is None else _array(prev).reshape(B * T, K, 2)
-    o = torch.view_as_real(out).numpy().reshape(B * T, K, 2)
+    r, p, o = _step_views(rebuilt, prev, out)
     with _LOCK:
         _threads()
-        _refine_step(r, p, np.float32(ratio), prev is not None, _array(mag).reshape(B * T, K), o)
+        _refine_step(r, p, np.float32(ratio), prev is not None, _array(mag).reshape(r.shape[:2]), o)
