@@ -70,14 +70,15 @@ def build(
             bar.update(done, total, info=f"{counts['clips']} new clips, {counts['failed']} failed")
 
         summary = run_build(cfg, progress=update)
+    empty = summary.get("works_without_clips", [])
     console.print(
-        f"[green]done:[/] {summary['clips']} clips ({summary['hours']:.2f} h) from {summary['works'] - summary['failed'] - len(summary.get('works_without_clips', []))} works; "
+        f"[green]done:[/] {summary['clips']} clips ({summary['hours']:.2f} h) from {summary['works'] - summary['failed'] - len(empty)} works; "
         f"{summary['failed']} failed (see {out / 'failures.json'}); splits {summary['clips_per_split']}"
     )
-    if summary.get("works_without_clips"):
+    if empty:
         console.print(
-            f"{len(summary['works_without_clips'])} work(s) gave no clip (shorter than one clip, or every clip under the "
-            f"silence / voiced-frame thresholds): listed with the reasons in {out / 'build.json'}"
+            f"{len(empty)} work(s) gave no clip (shorter than one clip, or every clip under the silence / voiced-frame "
+            f"thresholds): listed with the reasons in {out / 'build.json'}"
         )
 
 
