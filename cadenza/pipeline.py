@@ -37,6 +37,7 @@ from cadenza.audio import (
     normalize_log_mel,
     resample,
 )
+from cadenza.conditioning.cfg import parse_control_scale
 from cadenza.conditioning.controls import controls_to_tensors
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
@@ -299,6 +300,11 @@ class Cadenza:
             raise CadenzaError(f"unknown sampler '{sampler}'", f"choose one of {', '.join(SAMPLERS)}")
         return steps, cfg, sampler
 
+    def _check_control_cfg(self, control_cfg: Any) -> float | dict[str, float]:
+        """Control guidance scale(s): the argument, else the config's ``sampling.control_cfg`` (0 = off)."""
+        value = self.sampling.get("control_cfg", 0.0) if control_cfg is None else control_cfg
+        return parse_control_scale(value, CONTROL_NAMES)
+
     def _sample_mel(
         self,
         prompts: list[str],
@@ -311,6 +317,7 @@ class Cadenza:
         known: torch.Tensor | None = None,
         known_mask: torch.Tensor | None = None,
         progress: ProgressCallback | None = None,
+        control_cfg: float | dict[str, float] = 0.0,
     ) -> torch.Tensor:
         """Normalised mels (B, n_mels, T); windows of ``max_window_s`` joined by inpainting when longer.
 
@@ -336,7 +343,7 @@ class Cadenza:
                 self.net, text, {k: v[:, sl] for k, v in ctrl.items()}, end - start, gens, steps=steps, cfg=cfg,
                 sampler=sampler, diffusion=self.config.get("diffusion"),
                 known=out[..., sl] if bool((k_mask > 0).any()) else None, known_mask=k_mask,
-                callback=_window_progress(progress, i, len(spans)),
+                callback=_window_progress(progress, i, len(spans)), control_cfg=control_cfg,
             )
             out[..., sl] = x
             have[:, sl] = 1
@@ -378,6 +385,7 @@ class Cadenza:
         meter: str | int = 4,
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
+        control_cfg: float | dict[str, float] | str | None = None,
     ) -> tuple[np.ndarray, int]:
         """Audio for ``prompt`` under the given controls: ``(waveform, sample_rate)``.
 
@@ -385,9 +393,13 @@ class Cadenza:
         (n_seeds, samples). ``duration`` defaults to the ControlSet's length when one is
         given, else the config's (6 s for the shipped model). ``progress(done, total)`` is
         called after every sampler step (all windows of a long output counted together).
+        ``cfg`` guides on the text; ``control_cfg`` on the controls, inside their masks: one
+        scale for all given controls, or per control (``{"melody": 3, "rhythm": 2}`` or
+        ``"melody=3,rhythm=2"``); None takes the config's ``sampling.control_cfg``, 0 is off.
         """
         t0 = time.perf_counter()
         steps, cfg, sampler = self._check_args(steps, cfg, sampler)
+        control_cfg = self._check_control_cfg(control_cfg)
         default = controls.duration if isinstance(controls, ControlSet) else float(self.sampling.get("duration", 6.0))
         duration, n_frames = self._duration_frames(duration, default)
         cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
@@ -395,13 +407,13 @@ class Cadenza:
         if not seeds:
             raise CadenzaError("no seeds given", "pass seed=0 or a list of seeds")
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, seeds, steps, cfg, sampler, progress=progress)
+        mel = self._sample_mel([prompt], cs, n_frames, seeds, steps, cfg, sampler, progress=progress, control_cfg=control_cfg)
         t2 = time.perf_counter()
         wave = self._render(mel, int(round(duration * SAMPLE_RATE)))
         t3 = time.perf_counter()
         info = {
             "task": "generate", "prompt": prompt, "duration_s": duration, "n_frames": n_frames, "steps": steps,
-            "cfg": cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
+            "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
         }
         self._finish(info, seeds, t0, {"controls_s": round(t1 - t0, 3), "sampling_s": round(t2 - t1, 3), "vocoder_s": round(t3 - t2, 3)})
         self.last_controls = cs
@@ -425,11 +437,13 @@ class Cadenza:
         meter: str | int = 4,
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
+        control_cfg: float | dict[str, float] | str | None = None,
     ) -> tuple[np.ndarray, int]:
         """Extend ``audio``: the output starts with it and runs to ``duration`` seconds in total
         (default: the clip plus the config's duration). Controls cover the whole output."""
         t0 = time.perf_counter()
         steps, cfg, sampler = self._check_args(steps, cfg, sampler)
+        control_cfg = self._check_control_cfg(control_cfg)
         given = self._mel_of(audio, sample_rate)
         clip_s = (given.shape[-1] - 1) / FRAME_RATE
         duration, n_frames = self._duration_frames(duration, clip_s + float(self.sampling.get("duration", 6.0)))
@@ -445,7 +459,7 @@ class Cadenza:
         known_mask = torch.zeros(1, n_frames)
         known_mask[:, :n_known] = 1
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, known, known_mask, progress)
+        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, known, known_mask, progress, control_cfg)
         t2 = time.perf_counter()
         n_samples = int(round(duration * SAMPLE_RATE))
         wave = self._render(mel, n_samples)[0]
@@ -456,7 +470,7 @@ class Cadenza:
         wave = (w * orig + (1 - w) * wave).astype(np.float32)
         info = {
             "task": "continue", "prompt": prompt, "duration_s": duration, "given_s": round(clip_s, 3), "n_frames": n_frames,
-            "steps": steps, "cfg": cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
+            "steps": steps, "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
         }
         self._finish(info, [int(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
         return wave, self.sample_rate
@@ -480,10 +494,12 @@ class Cadenza:
         meter: str | int = 4,
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
+        control_cfg: float | dict[str, float] | str | None = None,
     ) -> tuple[np.ndarray, int]:
         """Regenerate seconds [start, end) of ``audio`` and keep the rest; same length as the input."""
         t0 = time.perf_counter()
         steps, cfg, sampler = self._check_args(steps, cfg, sampler)
+        control_cfg = self._check_control_cfg(control_cfg)
         given = self._mel_of(audio, sample_rate)
         n_frames = given.shape[-1]
         total = (n_frames - 1) / FRAME_RATE
@@ -494,7 +510,7 @@ class Cadenza:
         known_mask[:, f0 : min(f1, n_frames)] = 0
         cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, given[None], known_mask, progress)
+        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, given[None], known_mask, progress, control_cfg)
         t2 = time.perf_counter()
         original = resample(check_waveform(audio).reshape(-1, np.shape(audio)[-1]).mean(0), sample_rate, SAMPLE_RATE)
         n_samples = len(original)
@@ -503,7 +519,7 @@ class Cadenza:
         wave = (w * original + (1 - w) * wave).astype(np.float32)
         info = {
             "task": "inpaint", "prompt": prompt, "span_s": [float(start), float(end)], "duration_s": round(total, 3),
-            "steps": steps, "cfg": cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
+            "steps": steps, "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
         }
         self._finish(info, [int(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
         return wave, self.sample_rate

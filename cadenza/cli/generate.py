@@ -24,6 +24,8 @@ Examples:
 
   cadenza generate "folk fiddle tune" --melody "D4:1 F#4:1 A4:2 G4:1 E4:1" --bpm 110 --out tune.wav
 
+  cadenza generate "folk fiddle tune" --melody "D4:1 F#4:1 A4:2" --control-cfg melody=4 --out strict.wav
+
   cadenza generate "string quartet" --dynamics crescendo --rhythm rhythm.csv --out q.wav
 
   cadenza generate "brass fanfare" --controls-from ref.wav --use melody,rhythm --out fanfare.wav
@@ -42,6 +44,10 @@ def generate_command(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed and settings give the same audio."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's, usually 25)."),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="Text guidance scale (1 = none; default from the model)."),
+    control_cfg: Optional[str] = typer.Option(
+        None, "--control-cfg", help="Control guidance inside the controls' masks: one scale (0 = off) or per control, "
+        "e.g. 'melody=3,rhythm=2' (default from the model)."
+    ),
     melody: Optional[str] = typer.Option(None, "--melody", help="melody.csv, a .mid file, or a note string such as \"C4:1 D4:1 E4:2\"."),
     dynamics: Optional[str] = typer.Option(None, "--dynamics", help="dynamics.csv or a shape: crescendo, decrescendo, swell, ... (e.g. swell:-35:20)."),
     rhythm: Optional[str] = typer.Option(None, "--rhythm", help="rhythm.csv with beat times (or give --bpm for a steady grid)."),
@@ -78,7 +84,7 @@ def generate_command(
     given_clip = load_audio(continue_from) if continue_from is not None else None
     with progress_bar("sampling", console=console, quiet=quiet) as bar:  # steps of every long-form window
         common = dict(melody=melody, dynamics=dynamics, rhythm=rhythm, seed=seed, steps=steps, cfg=cfg, bpm=bpm, meter=meter,
-                      sampler=sampler, progress=bar.update)
+                      sampler=sampler, progress=bar.update, control_cfg=control_cfg)
         if given_clip is not None:
             wave, sr = gen.continue_audio(given_clip, prompt, duration=duration, **common)
         else:
@@ -94,9 +100,16 @@ def generate_command(
     given = [n for n, c in info["controls"].items() if c["given"]] or ["none"]
     console.print(
         f"wrote {out} ({len(wave) / sr:.2f} s) — controls: {', '.join(given)}; seed {seed}; "
-        f"{info['steps']} steps; cfg {info['cfg']:g}; {info['timings']['wall_s']:.1f} s",
+        f"{info['steps']} steps; cfg {info['cfg']:g}; control cfg {_scale_text(info['control_cfg'])}; {info['timings']['wall_s']:.1f} s",
         highlight=False,
     )
+
+
+def _scale_text(scale: float | dict[str, float]) -> str:
+    """'2' or 'melody=3,rhythm=2' for the summary line."""
+    if isinstance(scale, dict):
+        return ",".join(f"{k}={v:g}" for k, v in scale.items()) or "0"
+    return f"{scale:g}"
 
 
 def register(app: typer.Typer) -> None:

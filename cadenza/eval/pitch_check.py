@@ -135,7 +135,9 @@ def crosscheck_melody(
     """Melody accuracy of ``audio`` against ``given`` with the f0 tracker instead of the chroma argmax.
 
     Scored frames are those with melody mask 1 and a given pitch class; an unvoiced frame counts
-    as wrong (as in ``adherence.melody_accuracy``). Meaningful for monophonic material only.
+    as wrong (as in ``adherence.melody_accuracy``). ``melody_f1`` is the frame-level F1 of
+    voicing and pitch class together: precision over the scored frames the tracker calls
+    voiced, recall over all scored frames. Meaningful for mostly monophonic lead lines.
     """
     if not 0.0 < voicing_threshold < 1.0:
         raise CadenzaError(f"voicing threshold must lie in (0, 1), got {voicing_threshold}", "0.3 suits most material")
@@ -153,11 +155,20 @@ def crosscheck_melody(
     scored = (given.melody_mask > 0) & (ref >= 0)
     total = int(scored.sum())
     correct = int(np.count_nonzero(est[scored] == ref[scored]))
+    voiced_scored = int(np.count_nonzero(voiced[scored]))
+    # frame-level melody F1 (voicing + pitch class, as mir_eval's melody metrics): precision over
+    # the frames the tracker calls voiced, recall (= accuracy) over the frames the control gives
+    precision = correct / voiced_scored if voiced_scored else math.nan
+    recall = correct / total if total else math.nan
+    f1 = 2 * correct / (voiced_scored + total) if (voiced_scored + total) else math.nan
     return {
         "tracker": tracker_name(),
-        "melody_accuracy": correct / total if total else math.nan,
+        "melody_accuracy": recall,
+        "melody_precision": precision,
+        "melody_f1": f1,
         "melody_correct": correct,
         "melody_frames": total,
+        "melody_voiced_frames": voiced_scored,
         "voiced_fraction": float(voiced[scored].mean()) if total else math.nan,
         "voicing_threshold": voicing_threshold,
     }

@@ -40,6 +40,7 @@ from cadenza.data.manifest import atomic_write_text
 from cadenza.errors import CadenzaError
 from cadenza.eval.adherence import aggregate_scores, compare_controls
 from cadenza.eval.cases import Case, load_cases
+from cadenza.eval.judges import aggregate_judges, judge_batch
 from cadenza.eval.report import to_jsonable
 from cadenza.fsutil import atomic_path
 
@@ -47,7 +48,7 @@ SUBSETS_ALL: tuple[tuple[str, ...], ...] = ((),) + tuple(c for k in (1, 2, 3) fo
 SUBSETS_PAPER: tuple[tuple[str, ...], ...] = ((), ("melody",), ("dynamics",), ("rhythm",), CONTROL_NAMES)
 REFERENCE_ROW = "reference"
 VOCODER_ROW = "reference → vocoder"
-CACHE_VERSION = 2  # 2: rows vocoded one by one (equal to Cadenza.generate)
+CACHE_VERSION = 3  # 2: rows vocoded one by one (equal to Cadenza.generate); 3: cross-check judges per row
 TABLES = (
     ("I", "Table I: extracted controls (held-out clips)"),
     ("II", "Table II: created controls"),
@@ -92,7 +93,10 @@ def _fit(wave: np.ndarray, n: int) -> np.ndarray:
     return np.pad(wave, (0, max(0, n - wave.size)))[:n]
 
 
-def generate_batch(gen: Any, prompt: str, controls: list[ControlSet], duration: float, seed: int, steps: int | None, cfg: float | None) -> np.ndarray:
+def generate_batch(
+    gen: Any, prompt: str, controls: list[ControlSet], duration: float, seed: int, steps: int | None, cfg: float | None,
+    control_cfg: Any = None,
+) -> np.ndarray:
     """One batch of outputs for one prompt under several control sets (same seed each): (B, samples).
 
     ``Cadenza.generate`` batches only over seeds, so this goes one level down to its sampler,
@@ -100,9 +104,10 @@ def generate_batch(gen: Any, prompt: str, controls: list[ControlSet], duration: 
     controls (tested), only the diffusion steps are shared.
     """
     steps, cfg, sampler = gen._check_args(steps, cfg, None)
+    control_cfg = gen._check_control_cfg(control_cfg)
     n_frames = frames_for_duration(duration)
     fitted = [cs.fit_length(n_frames) for cs in controls]
-    mel = gen._sample_mel([prompt], fitted, n_frames, [seed] * len(fitted), steps, cfg, sampler)
+    mel = gen._sample_mel([prompt], fitted, n_frames, [seed] * len(fitted), steps, cfg, sampler, control_cfg=control_cfg)
     n_samples = int(round(duration * SAMPLE_RATE))
     # vocode row by row: Griffin-Lim's random initial phase depends on the batch shape, and
     # each row should be exactly what ``Cadenza.generate`` returns for its controls
@@ -162,7 +167,9 @@ def run_case(
     rows = [s for s in subsets if set(s) <= set(names)]
     seed = case_seed(settings["seed"], case.id)
     t0 = time.perf_counter()
-    waves = generate_batch(gen, case.prompt, [given.select(s) for s in rows], case.duration, seed, settings["steps"], settings["cfg"])
+    waves = generate_batch(
+        gen, case.prompt, [given.select(s) for s in rows], case.duration, seed, settings["steps"], settings["cfg"], settings.get("control_cfg", 0.0)
+    )
     gen_s = time.perf_counter() - t0
     audio = {row_name(s): w for s, w in zip(rows, waves)}
     subset_of = {row_name(s): list(s) for s in rows}
@@ -174,14 +181,15 @@ def run_case(
     batch = np.stack([audio[k] for k in labels])
     extracted = dict(zip(labels, extract_controls_batch(batch, SAMPLE_RATE, names, rhythm_tracker)))
     clap_scores = clap([audio[k] for k in labels], case.prompt)
+    judged = judge_batch(batch, given, SAMPLE_RATE)
     result = {
         "case": case.to_row(), "table": table_of(case), "seed": seed, "settings_key": settings_key(settings),
         "case_digest": case_digest(case, root),
         "cache_version": CACHE_VERSION, "generate_s": round(gen_s, 3), "rows": {},
     }
-    for k, c in zip(labels, clap_scores):
+    for k, c, j in zip(labels, clap_scores, judged):
         result["rows"][k] = {
-            "subset": subset_of.get(k), "scores": compare_controls(given, extracted[k]), "clap": c,
+            "subset": subset_of.get(k), "scores": compare_controls(given, extracted[k]), "clap": c, "judges": j,
             "audio": _row_file(Path(case.id), k).as_posix(),
         }
     return result, audio, given, extracted
@@ -280,6 +288,7 @@ def aggregate(results: list[dict], cache: Path, embedder: str = "default") -> di
         claps = np.array([np.nan if r["clap"] is None else r["clap"] for r in rs], np.float64)
         entry = {
             "row": row, "subset": rs[0]["subset"], "n_cases": len(rs), **agg,
+            **aggregate_judges([None if r.get("judges") is None else _from_json(r["judges"]) for r in rs]),
             "clap_mean": float(np.nanmean(claps)) if np.isfinite(claps).any() else math.nan,
             **{k: v for k, v in fads.get((table, row), {}).items()},
         }
@@ -305,6 +314,7 @@ def run_eval(
     max_figures: int = 4,
     progress: Callable[[int, int, str], None] | None = None,
     threads: int | None = None,
+    control_cfg: Any = None,
 ) -> dict:
     """The whole evaluation: returns the results dict also written to ``out/results.json``.
 
@@ -342,7 +352,9 @@ def run_eval(
     chosen = subsets_for(subsets)
     gen = model if model is not None and hasattr(model, "_sample_mel") else Cadenza.load(model, threads=threads)
     steps_used, cfg_used, sampler = gen._check_args(steps, cfg, None)
+    control_cfg_used = gen._check_control_cfg(control_cfg)
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),
+                **({"control_cfg": control_cfg_used} if control_cfg_used else {}),
                 "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name}
     key = settings_key(settings)
     cache = Path(cache) if cache is not None else out / "cache"

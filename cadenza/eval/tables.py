@@ -27,9 +27,19 @@ COLUMNS = (
     ("dynamics_r_macro", "dyn r macro ×100", 100.0, 1),
     ("beat_f1_mean", "beat F1 %", 100.0, 1),
     ("downbeat_f1_mean", "downbeat F1 %", 100.0, 1),
+    ("bp_melody_f1_mean", "basic-pitch melody F1 %", 100.0, 1),
+    ("dsp_beat_f1_mean", "DSP beat F1 %", 100.0, 1),
+    ("spectral_flatness_mean", "flatness", 1.0, 3),
     ("clap_mean", "CLAP", 1.0, 3),
     ("fad", "FAD", 1.0, 3),
 )
+
+
+def _scale(value: Any) -> str:
+    """A control guidance setting for the header: '0', '2' or 'melody=3, rhythm=2'."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v:g}" for k, v in value.items()) or "0"
+    return f"{float(value):g}"
 
 
 def table_markdown(table: str, title: str, rows: list[dict[str, Any]]) -> str:
@@ -51,7 +61,7 @@ def report_markdown(data: dict[str, Any], figures_dir: Path | None = None, out: 
     lines = [
         "# Cadenza evaluation report",
         "",
-        f"- model: `{data['model_id']}`, vocoder `{cfg['vocoder']}`; sampler {cfg['sampler']}, {cfg['steps']} steps, cfg {cfg['cfg']:g}; seed {data['seed']}",
+        f"- model: `{data['model_id']}`, vocoder `{cfg['vocoder']}`; sampler {cfg['sampler']}, {cfg['steps']} steps, cfg {cfg['cfg']:g}, control cfg {_scale(cfg.get('control_cfg', 0))}; seed {data['seed']}",
         f"- cases: {cfg['n_cases']} from {', '.join(f'`{c}`' for c in cfg['cases'])}, durations {', '.join(f'{d:g}' for d in cfg['duration_s'])} s; rhythm tracker `{cfg['rhythm_tracker']}`",
         f"- CLAP text score: `{data.get('clap_model') or 'n/a (no CLAP weights)'}`; FAD embedder: `{data.get('fad_embedder') or 'n/a'}` "
         f"against {data.get('n_reference_clips', 0)} reference clips",

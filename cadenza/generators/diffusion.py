@@ -9,7 +9,8 @@ Choices (documented in the model card):
 - sampling with diffusers' ``DDIMScheduler`` (η = 0) or ``DPMSolverMultistepScheduler``
   (``dpmsolver++``, 2nd order), "trailing" timestep spacing so the first step starts from pure
   noise at t = 999;
-- classifier-free guidance on text in one doubled batch;
+- classifier-free guidance on text, and optionally on the controls (``control_cfg``), all
+  branches in one batch (``cadenza.conditioning.cfg``);
 - inpainting/continuation by replacement (RePaint without resampling): after every step the
   known frames are overwritten with the known clean mel noised to the next timestep, and with
   the clean mel itself after the last step.
@@ -22,9 +23,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from cadenza.conditioning.cfg import guide, with_unconditional
+from cadenza.conditioning.cfg import ControlScale, control_groups, group_frame_mask, guide_multi, null_text, without_controls
 from cadenza.conditioning.controls import empty_controls, pad_controls
 from cadenza.conditioning.text import TextEmbedding
+from cadenza.controls.base import CONTROL_NAMES
 from cadenza.errors import CadenzaError
 from cadenza.generators.controlnet import MusicControlNet
 
@@ -101,6 +103,45 @@ def batch_noise(shape: Sequence[int], generators: Sequence[torch.Generator]) -> 
     return torch.stack([torch.randn(tuple(shape[1:]), generator=g) for g in generators])
 
 
+class GuidedDenoiser:
+    """One guided prediction per sampler step: every CFG branch in one batched forward pass.
+
+    Branches, in batch order: (text, controls); (null text, controls) when ``cfg`` > 1; then
+    (text, controls without group g) for each control group with a non-zero ``control_cfg``
+    scale whose controls are given somewhere in the batch. Built once per sampling run, so the
+    branch inputs are concatenated once, not at every step.
+    """
+
+    def __init__(self, model: MusicControlNet, text: TextEmbedding, controls: dict[str, torch.Tensor], cfg: float, control_cfg: ControlScale) -> None:
+        self.model, self.b = model, len(text)
+        self.text_scale = float(cfg) if cfg is not None else 1.0
+        self.text_guided = cfg is not None and cfg > 1.0
+        groups = [(g, s) for g, s in control_groups(control_cfg, CONTROL_NAMES) if bool(group_frame_mask(controls, g).any())]
+        self.scales = [s for _, s in groups]
+        self.frame_masks = [group_frame_mask(controls, g) for g, _ in groups]
+        texts, ctrls = [text], [controls]
+        if self.text_guided:
+            null = null_text(model.null_tokens, model.null_pooled, self.b, text.tokens.shape[1])
+            texts.append(null)
+            ctrls.append(controls)
+        for g, _ in groups:
+            texts.append(text)
+            ctrls.append(without_controls(controls, g))
+        self.n_branches = len(texts)
+        self.text_in = texts[0] if len(texts) == 1 else TextEmbedding.cat(texts)
+        self.controls_in = {k: torch.cat([c[k] for c in ctrls]) for k in controls}
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        tt = torch.full((self.b * self.n_branches,), int(t), dtype=torch.long)
+        x_in = x if self.n_branches == 1 else torch.cat([x] * self.n_branches)
+        preds = self.model(x_in, tt, self.text_in, self.controls_in).chunk(self.n_branches)
+        if self.n_branches == 1:
+            return preds[0]
+        uncond = preds[1] if self.text_guided else None
+        without = preds[2:] if self.text_guided else preds[1:]
+        return guide_multi(preds[0], uncond, self.text_scale, without, self.scales, self.frame_masks)
+
+
 @torch.no_grad()
 def sample(
     model: MusicControlNet,
@@ -115,12 +156,15 @@ def sample(
     known: torch.Tensor | None = None,
     known_mask: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
+    control_cfg: ControlScale = None,
 ) -> torch.Tensor:
     """Generate normalised mels (B, n_mels, n_frames).
 
     ``generators``: one ``torch.Generator`` per batch item (explicit seeds). ``known`` (B, n_mels,
     n_frames) with ``known_mask`` (B, n_frames) in {0, 1}: frames to keep (continuation,
-    inpainting, long-form windows). ``cfg`` ≤ 1 disables guidance (a single pass).
+    inpainting, long-form windows). ``cfg`` ≤ 1 disables text guidance; ``control_cfg`` (a
+    scale, or a scale per control name; None / 0 = off) adds guidance on the controls inside
+    their masks (``cadenza.conditioning.cfg``).
     """
     if steps < 1:
         raise CadenzaError(f"steps must be at least 1, got {steps}", "try 25")
@@ -134,23 +178,13 @@ def sample(
         warnings.simplefilter("ignore", DeprecationWarning)
         scheduler.set_timesteps(steps)
     x = batch_noise((b, model.n_mels, length), generators) * scheduler.init_noise_sigma
-    guided = cfg is not None and cfg > 1.0
-    if guided:
-        text_in = with_unconditional(text, model.null_tokens, model.null_pooled)
-        controls_in = {k: torch.cat([v, v]) for k, v in controls.items()}
-    else:
-        text_in, controls_in = text, controls
+    denoise = GuidedDenoiser(model, text, controls, cfg, control_cfg)
     if known is not None:
         mask = torch.nn.functional.pad(known_mask.float(), (0, length - n_frames))[:, None, :]
         known = torch.nn.functional.pad(known, (0, length - n_frames))
     timesteps = list(scheduler.timesteps)
     for i, t in enumerate(timesteps):
-        x_in = scheduler.scale_model_input(x, t)
-        tt = torch.full((x_in.shape[0] * (2 if guided else 1),), int(t), dtype=torch.long)
-        if guided:
-            pred = guide(model(torch.cat([x_in, x_in]), tt, text_in, controls_in), cfg)
-        else:
-            pred = model(x_in, tt, text_in, controls_in)
+        pred = denoise(scheduler.scale_model_input(x, t), t)
         x = scheduler.step(pred, t, x).prev_sample
         if known is not None:
             if i + 1 < len(timesteps):

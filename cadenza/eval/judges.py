@@ -1,0 +1,76 @@
+"""Cross-check judges: adherence measured by extractors that generation never sees or steers by.
+
+Cadenza's own metrics (chroma-argmax melody, RMS dynamics, the trained beat tracker) are the
+ones the model was trained against, so a method that optimises them could game them: narrow
+band dashes can win a chroma argmax without sounding like notes. These judges are of another
+kind and are only reported, never optimised:
+
+- melody: basic-pitch (a learned f0 tracker, ONNX) frame-level pitch-class F1 and accuracy
+  inside the melody mask (``pitch_check.crosscheck_melody``), where basic-pitch is installed;
+- rhythm: the DSP beat tracker (onset envelope + dynamic programming, no learning) beat and
+  downbeat F1 inside the rhythm mask, scored exactly as the main metric;
+- "is it still music": mean spectral flatness (Wiener entropy) of the output; white noise is
+  near 1, tonal music near 0, so a rise shows noise, a collapse to ~0 shows bare tones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from cadenza.audio.format import SAMPLE_RATE
+from cadenza.controls.base import ControlSet
+
+JUDGE_KEYS = ("bp_melody_f1", "bp_melody_accuracy", "dsp_beat_f1", "dsp_downbeat_f1", "spectral_flatness")
+
+
+def spectral_flatness(batch: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """Mean spectral flatness per clip of (B, N) waveforms (frames 60 dB below the clip's loudest left out: silence is not noise)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs().square() + 1e-12
+    flat = torch.exp(spec.log().mean(1)) / spec.mean(1)  # (B, T)
+    power = spec.mean(1)
+    loud = (power > power.amax(1, keepdim=True) * 1e-6) & (power > 1e-6)  # relative and absolute (-80 dB) floors
+    flat = torch.where(loud, flat, torch.nan)
+    return torch.nanmean(flat, dim=1).nan_to_num(math.nan).numpy().astype(np.float64)
+
+
+def judge_batch(batch: np.ndarray, given: ControlSet, sample_rate: int = SAMPLE_RATE) -> list[dict[str, float]]:
+    """The cross-check scores of every row of ``batch`` (B, N) against one ``given`` ControlSet.
+
+    Keys: ``JUDGE_KEYS`` (NaN where the control is not given or basic-pitch is absent) plus the
+    counts behind the beat F1s for pooling.
+    """
+    from cadenza.controls.extract import extract_controls_batch
+    from cadenza.eval.adherence import compare_controls
+    from cadenza.eval.pitch_check import crosscheck_melody, pitch_tracker_available
+
+    batch = np.asarray(batch, np.float32)
+    out = [{k: math.nan for k in JUDGE_KEYS} for _ in range(len(batch))]
+    flat = spectral_flatness(batch)
+    for row, f in zip(out, flat):
+        row["spectral_flatness"] = float(f)
+    names = given.given()
+    if "melody" in names and pitch_tracker_available():
+        for row, wave in zip(out, batch):
+            m = crosscheck_melody(wave, sample_rate, given)
+            row["bp_melody_f1"], row["bp_melody_accuracy"] = float(m["melody_f1"]), float(m["melody_accuracy"])
+    if "rhythm" in names:
+        rhythm_only = given.select(["rhythm"])
+        for row, cs in zip(out, extract_controls_batch(batch, sample_rate, ["rhythm"], "dsp")):
+            s = compare_controls(rhythm_only, cs)
+            row.update(dsp_beat_f1=float(s["beat_f1"]), dsp_downbeat_f1=float(s["downbeat_f1"]))
+    return out
+
+
+def aggregate_judges(rows: Sequence[dict[str, float] | None]) -> dict[str, float]:
+    """Per-clip means of each judge (NaN clips left out), keyed ``<judge>_mean``."""
+    out: dict[str, float] = {}
+    for key in JUDGE_KEYS:
+        vals = np.array([np.nan if r is None or r.get(key) is None else r[key] for r in rows], np.float64)
+        out[f"{key}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+    return out
