@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,13 @@ def _checked_value(key: str, old: Any, new: Any) -> Any:
     Without this, ``train.max_steps=abc`` is stored as the string 'abc' and fails deep inside
     training with a bare ValueError. Keys holding null or a string are not checked (null means
     "unset"; a string such as devices='auto' may become a number), and null is always accepted.
+    Numbers are then range-checked by ``cadenza.limits.check_config_value`` (``max_steps=1e30``
+    would otherwise train forever).
     """
+    from cadenza.limits import check_config_value
+
+    if isinstance(new, float) and not math.isfinite(new):  # JSON's NaN / Infinity: never a setting
+        raise CadenzaError(f"override '{key}={new}': not a finite number", f"e.g. {key}={json.dumps(old) if old is not None else 1}")
     if new is None or old is None or isinstance(old, str):
         return new
     for kind, what in _KINDS:
@@ -82,7 +89,7 @@ def _checked_value(key: str, old: Any, new: Any) -> Any:
             if not isinstance(new, kind) or isinstance(new, bool) != isinstance(old, bool):
                 raise CadenzaError(f"override '{key}={new}': expected {what}, as in the config ({json.dumps(old)})", f"e.g. {key}={json.dumps(old)}")
             break
-    return new
+    return check_config_value(key, old, new)
 
 
 def load_config(kind: str, name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> dict:

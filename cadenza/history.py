@@ -209,10 +209,12 @@ class History:
             raise
         return self.get(gid)
 
-    def sweep(self) -> list[str]:
-        """Remove leftovers of crashed generations: staging folders, and generation folders without a row."""
+    def sweep(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Remove leftovers of crashed generations: staging folders (but those in ``keep``), and generation folders without a row."""
         removed = []
         for path in self.staging.iterdir():
+            if path.name in keep:
+                continue
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             removed.append(path.name)
         with closing(self._connect()) as conn:
@@ -252,6 +254,11 @@ class History:
         with closing(self._connect()) as conn:
             rows = conn.execute("SELECT * FROM generations ORDER BY created DESC, id LIMIT ? OFFSET ?", (int(limit), int(offset))).fetchall()
         return [self._row(r) for r in rows]
+
+    def ids(self) -> set[str]:
+        """Every stored generation's id (no rows decoded)."""
+        with closing(self._connect()) as conn:
+            return {r["id"] for r in conn.execute("SELECT id FROM generations")}
 
     def count(self) -> int:
         with closing(self._connect()) as conn:

@@ -23,6 +23,8 @@ class Limits:
     max_prompt_chars: int = 500
     max_notes_chars: int = 4000
     max_points: int = 4000  # breakpoints of a drawn dynamics curve
+    body_timeout_s: float = 60.0  # a whole request body must arrive within this (a slow or stalled client is cut off)
+    idle_timeout_s: float = 10.0  # and no gap between two of its chunks may be longer
 
     @property
     def max_upload_bytes(self) -> int:

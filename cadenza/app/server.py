@@ -9,7 +9,9 @@ Guards, in the order a request meets them:
 - ``Host`` must be a loopback name when bound to loopback (stops DNS-rebinding pages);
 - ``POST`` needs the header ``X-Requested-With: cadenza`` (a cross-site form cannot send it
   without a CORS preflight, which the studio never grants);
-- ``Content-Length`` is required on ``POST`` and capped (413 before the body is read);
+- ``Content-Length`` is required on ``POST`` and capped (413 before the body is read), and the
+  body must then arrive within ``Limits.body_timeout_s`` with no gap over ``idle_timeout_s``
+  (408 otherwise: a stalled client cannot hold a request forever);
 - the form is parsed with caps on files, fields and part sizes, then validated (400 naming
   the field); uploads are capped in bytes and in recording length (413);
 - the queue takes at most N running + Q waiting generations, then answers 503 "busy" with
@@ -53,6 +55,7 @@ from cadenza.app.queue import Busy
 from cadenza.app.studio import Studio
 from cadenza.app.validation import RequestError
 from cadenza.errors import CadenzaError
+from cadenza.limits import MAX_PAGE_OFFSET, check_int
 
 log = logging.getLogger("cadenza.app")
 
@@ -70,12 +73,41 @@ def _error(status: int, message: str, hint: str | None = None, headers: dict | N
     return JSONResponse({"error": message, "hint": hint}, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-class BodyLimit:
-    """Pure ASGI guard: ``POST`` must declare a ``Content-Length`` within ``max_bytes`` (checked before reading)."""
+class BodyTimeout(RequestError):
+    """The client stopped sending its body (or sends it too slowly): answered 408, the connection closed."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the request body did not arrive in time ({what})", "send the whole form at once; check the connection", status=408)
+
+
+class BodyLimit:
+    """Pure ASGI guard: ``POST`` must declare a ``Content-Length`` within ``max_bytes`` (checked before reading),
+    and its body must then arrive within ``total_s`` seconds with no pause over ``idle_s`` between chunks.
+
+    Without the timeouts, a client whose Content-Length promises more than it sends holds its
+    request (and the form parser waiting on it) forever.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, total_s: float = 60.0, idle_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.total_s = total_s
+        self.idle_s = idle_s
+
+    def _timed(self, receive: Any) -> Any:
+        """``receive`` with the idle and total deadlines; past either it raises ``BodyTimeout``."""
+        deadline = time.monotonic() + self.total_s
+
+        async def timed_receive() -> dict:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BodyTimeout(f"more than {self.total_s:g} s in all")
+            try:
+                return await asyncio.wait_for(receive(), timeout=min(self.idle_s, left))
+            except asyncio.TimeoutError:
+                raise BodyTimeout(f"nothing received for {min(self.idle_s, left):.3g} s") from None
+
+        return timed_receive
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
@@ -99,6 +131,7 @@ class BodyLimit:
             if response is not None:
                 await response(scope, receive, send)
                 return
+            receive = self._timed(receive)
         await self.app(scope, receive, send)
 
 
@@ -199,9 +232,13 @@ def create_app(studio: Studio, config: StudioConfig | None = None):
         return studio.job_view(job_id)
 
     @app.get("/api/history")
-    async def history(limit: int = 50, offset: int = 0):
-        if not 1 <= limit <= 500 or offset < 0:
-            raise RequestError(f"invalid page (limit {limit}, offset {offset})", "limit 1-500, offset ≥ 0")
+    async def history(limit: str = "50", offset: str = "0"):
+        try:  # the shared checks: an offset of 10**20 is a 400, not SQLite's OverflowError
+            limit_n = check_int("limit", limit, 1, 500, hint="limit 1-500, offset ≥ 0")
+            offset_n = check_int("offset", offset, 0, MAX_PAGE_OFFSET, hint=f"limit 1-500, offset 0 to {MAX_PAGE_OFFSET}")
+        except CadenzaError as err:
+            raise RequestError(f"invalid page: {err.message}", err.hint) from None
+        limit, offset = limit_n, offset_n
         rows = await run_in_threadpool(studio.history.list, limit, offset)
         return {"total": await run_in_threadpool(studio.history.count), "items": [studio.generation_view(g) for g in rows]}
 
@@ -235,7 +272,7 @@ def create_app(studio: Studio, config: StudioConfig | None = None):
 
     if is_loopback(config.host):
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS)
-    return BodyLimit(app, limits.max_body_bytes)
+    return BodyLimit(app, limits.max_body_bytes, limits.body_timeout_s, limits.idle_timeout_s)
 
 
 # ---------------------------------------------------------------------- running
@@ -256,7 +293,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def uvicorn_server(asgi: Any, log_level: str = "info"):
     import uvicorn
 
-    cfg = uvicorn.Config(asgi, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    # idle keep-alive connections are closed after 5 s; past 128 open connections new ones get 503 at once
+    cfg = uvicorn.Config(
+        asgi, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+        timeout_keep_alive=5, limit_concurrency=128,
+    )
     return uvicorn.Server(cfg)
 
 

@@ -11,7 +11,9 @@ stored generation with its stored inputs and seed.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue as queue_mod
 import shutil
 import time
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from cadenza.app.config import StudioConfig
-from cadenza.app.queue import Job, JobQueue
+from cadenza.app.queue import Busy, Job, JobQueue
 from cadenza.app.validation import (
     MODES,
     GenerationRequest,
@@ -47,6 +49,7 @@ FILES = {
     "request": "request.json",
 }
 DOWNLOAD_NAMES = {"audio": "cadenza-{id}.wav", "plot": "cadenza-{id}.png", "controls_zip": "cadenza-{id}-controls.zip", "controls_npz": "cadenza-{id}-controls.npz", "request": "cadenza-{id}-request.json"}
+JOB_FILE = "job.json"  # in a staging folder: the accepted request, until its generation is committed
 MEDIA_TYPES = {"audio": "audio/wav", "plot": "image/png", "controls_zip": "application/zip", "controls_npz": "application/octet-stream", "request": "application/json"}
 
 
@@ -76,7 +79,7 @@ class Studio:
             raise CadenzaError("the studio needs at least one loaded model")
         self._lock = self._lock_root(config.root)  # before History sweeps: only the owner may clear leftovers
         try:
-            self.history = History(config.root)
+            self.history = History(config.root, sweep=False)  # staged jobs are recovered below, then the rest swept
         except BaseException:
             self._lock.close()
             raise
@@ -93,6 +96,50 @@ class Studio:
         }
         self.queue = JobQueue(config.max_concurrent, config.queue)
         self._mel = MelSpectrogram()
+        self.recovered = self._recover()
+
+    def _recover(self) -> dict[str, list[str]]:
+        """Finish or fail the jobs a killed server left staged, then sweep what cannot be recovered.
+
+        Every accepted job has a ``job.json`` in its staging folder (written before its 202), so
+        after a kill -9 each one is queued again under its own id (its poll URL keeps working) or,
+        when the queue has no room for it, recorded as a failed generation saying to rerun it. A
+        job killed between the move into ``generations/`` and its row is moved back and requeued.
+        Folders without a readable ``job.json`` are half-made requests: swept.
+        """
+        known = self.history.ids()
+        for folder in self.history.generations.iterdir():
+            if folder.name not in known and (folder / JOB_FILE).is_file() and not (self.history.staging / folder.name).exists():
+                os.replace(folder, self.history.staging / folder.name)
+        out: dict[str, list[str]] = {"requeued": [], "failed": [], "swept": []}
+        for stage in sorted(self.history.staging.iterdir(), key=lambda p: p.stat().st_mtime):
+            try:
+                gid = check_id(stage.name)
+                job = json.loads((stage / JOB_FILE).read_text())
+                req = GenerationRequest.from_dict(job["request"])
+                rerun_of = job.get("rerun_of")
+            except (CadenzaError, OSError, ValueError, KeyError, TypeError):
+                continue  # swept below
+            try:
+                slot = self.queue.reserve()
+            except Busy:
+                err = CadenzaError("the studio restarted before this generation ran, and had no room to run it again", "rerun it from the history")
+                self._record_failure(stage, gid, req, err, rerun_of)
+                out["failed"].append(gid)
+                continue
+            slot.start(gid, lambda job, gid=gid, req=req, rerun_of=rerun_of: self._generate(gid, req, rerun_of=rerun_of))
+            out["requeued"].append(gid)
+        pending = set(out["requeued"])
+        out["swept"] = self.history.sweep(keep=pending)
+        if any(out.values()):
+            log.warning("recovered after a restart: %d requeued, %d failed, %d leftovers swept", len(out["requeued"]), len(out["failed"]), len(out["swept"]))
+        return out
+
+    def _stage_job(self, stage: Path, req: GenerationRequest, rerun_of: str | None = None) -> None:
+        """Record an accepted job in its staging folder, so a restart can finish it (``_recover``)."""
+        from cadenza.config import write_json_atomic
+
+        write_json_atomic(stage / JOB_FILE, {"request": req.to_dict(), "rerun_of": rerun_of, "accepted": time.time()})
 
     # ------------------------------------------------------------------ lifecycle
     def warm_up(self) -> float:
@@ -169,6 +216,7 @@ class Studio:
                 filename, stream = files[field_name]
                 req.control(control).update(accept_upload(field_name, filename, stream, stage / "inputs", allowed, self.limits))
             build_controls(req, stage, extract=False)  # every cheap check now, before the request is accepted
+            self._stage_job(stage, req)
             return slot.start(gid, lambda job: self._generate(gid, req))
         except BaseException:
             slot.release()
@@ -184,6 +232,7 @@ class Studio:
         try:
             stage = self.history.stage(new)
             copy_inputs(old.folder / "inputs", stage / "inputs")
+            self._stage_job(stage, req, rerun_of=old.id)
             return slot.start(new, lambda job: self._generate(new, req, rerun_of=old.id))
         except BaseException:
             slot.release()
@@ -255,7 +304,7 @@ class Studio:
 
         try:
             for path in stage.iterdir():
-                if path.name != "inputs":
+                if path.name not in ("inputs", JOB_FILE):
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
             write_json_atomic(stage / FILES["request"], req.to_dict())
             self.history.commit(

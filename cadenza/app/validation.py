@@ -13,6 +13,7 @@ import json
 import math
 import random
 import shutil
+from urllib.parse import unquote
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Mapping
@@ -24,6 +25,7 @@ from cadenza.app.config import Limits
 from cadenza.audio import FRAME_RATE, SAMPLE_RATE, SUPPORTED_EXTENSIONS, frames_for_duration, load_audio
 from cadenza.controls.base import CONTROL_NAMES, DB_CEIL, DB_FLOOR, ControlSet
 from cadenza.errors import CadenzaError
+from cadenza.limits import MAX_GUIDANCE, MAX_SEED, check_float, check_int
 
 MODES: dict[str, tuple[str, ...]] = {
     "melody": ("none", "notes", "midi", "audio"),
@@ -33,7 +35,7 @@ MODES: dict[str, tuple[str, ...]] = {
 MIDI_EXTS = (".mid", ".midi")
 AUDIO_EXTS = tuple(SUPPORTED_EXTENSIONS)
 MIN_UPLOAD_S = 0.1
-MAX_SEED = 2**31 - 1
+DRAWN_SEEDS = 2**31  # a blank seed is drawn below this (any seed up to limits.MAX_SEED may be typed)
 CHUNK = 1 << 20
 
 
@@ -91,23 +93,16 @@ def _number(
     fields: Mapping[str, str], name: str, default: float | None, lo: float, hi: float, *,
     integer: bool = False, unit: str = "", lo_open: bool = False,
 ) -> float | None:
-    """A numeric field: blank → ``default``; otherwise a finite number in range, or a clear error."""
+    """A numeric field: blank → ``default``; otherwise the shared check of ``cadenza.limits``, as a 400."""
     raw = fields.get(name)
     if _blank(raw):
         return default
-    text = str(raw).strip()
     try:
-        value = float(text)
-    except ValueError:
-        raise RequestError(f"{name}: '{text[:40]}' is not a number", f"give a number between {lo:g} and {hi:g}{unit}") from None
-    if not math.isfinite(value):
-        raise RequestError(f"{name}: '{text[:40]}' is not a finite number", f"give a number between {lo:g} and {hi:g}{unit}")
-    if integer and value != int(value):
-        raise RequestError(f"{name}: {text} is not a whole number", f"give an integer between {lo:g} and {hi:g}")
-    if value > hi or value < lo or (lo_open and value <= lo):
-        bound = f"more than {lo:g}" if lo_open else f"at least {lo:g}"
-        raise RequestError(f"{name}: {value:g}{unit} is out of range", f"give {bound} and at most {hi:g}{unit}")
-    return int(value) if integer else value
+        if integer:
+            return check_int(name, str(raw), int(lo), int(hi), hint=f"give a whole number between {lo:g} and {hi:g}")
+        return check_float(name, str(raw), lo, hi, lo_open=lo_open, unit=unit)
+    except CadenzaError as err:
+        raise RequestError(err.message, err.hint) from None
 
 
 def _choice(fields: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -165,9 +160,9 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
     duration = _number(fields, "duration", default_duration, 0.0, limits.max_duration_s, unit=" s", lo_open=True)
     seed = _number(fields, "seed", None, 0, MAX_SEED, integer=True)
     if seed is None:  # a blank seed is drawn here and stored, so a re-run is still exact
-        seed = random.SystemRandom().randrange(MAX_SEED)
+        seed = random.SystemRandom().randrange(DRAWN_SEEDS)
     steps = _number(fields, "steps", None, 1, limits.max_steps, integer=True)
-    cfg = _number(fields, "cfg", None, 0.0, 30.0)
+    cfg = _number(fields, "cfg", None, 0.0, MAX_GUIDANCE)
     try:
         bpm = check_bpm(_number(fields, "bpm", 120.0, 0.0, 1e9, lo_open=True), "bpm")
         meter = str(fields.get("meter") or "4").strip()
@@ -204,16 +199,17 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
 def check_filename(name: str | None, field_name: str) -> str:
     """The client's file name, refused when it looks like a path (it is never used as one anyway)."""
     text = str(name or "")
+    decoded = unquote(text)  # '%2e%2e%2fx.wav' is '../x.wav' to anything that decodes it later
     if not text.strip():
         raise RequestError(f"{field_name}: the uploaded file has no name", "choose a file to upload")
     if len(text) > 255:
         raise RequestError(f"{field_name}: file name is too long ({len(text)} characters)", "rename the file")
-    if any(c in text for c in "/\\\x00") or text.strip() in (".", "..") or text.startswith(".."):
+    if any(c in t for t in (text, decoded) for c in "/\\\x00") or any(t.strip() in (".", "..") or t.startswith("..") for t in (text, decoded)):
         raise RequestError(
             f"{field_name}: file name '{text[:80]}' looks like a path",
             "upload a file with a plain name (no /, \\ or ..); the studio stores uploads under its own names",
         )
-    if any(ord(c) < 32 for c in text):
+    if any(ord(c) < 32 or ord(c) == 127 for c in text + decoded):
         raise RequestError(f"{field_name}: file name contains control characters", "rename the file")
     return text
 

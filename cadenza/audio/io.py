@@ -27,8 +27,12 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample along the last axis with soxr (high quality); a no-op when the rates match."""
     if orig_sr == target_sr:
         return audio
-    if orig_sr <= 0 or target_sr <= 0:
+    if not (isinstance(orig_sr, (int, float, np.integer, np.floating)) and isinstance(target_sr, (int, float, np.integer, np.floating))) or orig_sr <= 0 or target_sr <= 0:
         raise CadenzaError(f"invalid sample rate {orig_sr} -> {target_sr}", "sample rates must be positive integers")
+    from cadenza.limits import check_sample_rate
+
+    check_sample_rate(orig_sr, "source sample rate")  # before soxr sizes its output by the ratio
+    check_sample_rate(target_sr, "target sample rate")
     if audio.ndim == 1:
         return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32)
     # soxr wants (frames, channels)
@@ -59,6 +63,15 @@ def load_audio(
         )
     if path.stat().st_size == 0:
         raise CadenzaError(f"{path}: file is empty (0 bytes)", "re-export or re-download the file")
+    from cadenza.limits import MAX_AUDIO_FILE_BYTES, check_audio_header, check_file_size
+
+    check_file_size(path, MAX_AUDIO_FILE_BYTES, "audio file")
+    try:  # the header first: a 1 Hz or 10-hour file must be refused before it is decoded and resampled
+        info = sf.info(str(path))
+    except Exception as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CadenzaError(f"{path}: cannot decode audio ({detail})", "the file is corrupt or not really audio") from None
+    check_audio_header(path, int(info.frames), int(info.samplerate), int(info.channels), int(sample_rate))
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError with terse text

@@ -24,6 +24,7 @@ from cadenza.controls.files import (
     SHAPES,
     ControlFileWarning,
     dynamics_shape,
+    parse_rhythm_csv,
     parse_shape_spec,
     read_dynamics,
     read_melody,
@@ -202,7 +203,8 @@ def rhythm(
     duration: float | None = typer.Option(None, "--duration", help=f"Clip length in seconds (default {DEFAULT_DURATION:g}; a template's own extent)."),
 ) -> None:
     if template is not None:
-        _run("rhythm", out, lambda: stretch_rhythm(read_rhythm(template).beats, stretch, duration=duration))
+        # the template's beats, not a clip: a crop by --duration then bounds the length (huge times are refused without it)
+        _run("rhythm", out, lambda: stretch_rhythm(parse_rhythm_csv(template), stretch, duration=duration))
         return
     _run("rhythm", out, lambda: rhythm_from_bpm(bpm, meter, start=start, end=end, duration=duration or DEFAULT_DURATION))
 

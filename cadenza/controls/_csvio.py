@@ -19,6 +19,7 @@ import numpy as np
 from cadenza.audio.format import FRAME_RATE
 from cadenza.errors import CadenzaError
 from cadenza import fsutil
+from cadenza.limits import MAX_CONTROL_FILE_BYTES, MAX_DURATION_S, MAX_FRAMES, check_events, check_file_size, check_frames
 
 FORMAT_VERSION = 1
 TIME_DECIMALS = 6  # microseconds: finer than a frame (11.6 ms) by four orders of magnitude
@@ -71,6 +72,7 @@ def read_table(path: str | os.PathLike, header: tuple[str, ...], kind: str) -> l
         raise CadenzaError(f"{path}: no such {kind} file", "check the path")
     if path.is_dir():
         raise CadenzaError(f"{path}: is a folder, not a {kind} file", f"pass a .csv file with header '{expected}'")
+    check_file_size(path, MAX_CONTROL_FILE_BYTES, f"{kind} file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -95,6 +97,7 @@ def read_table(path: str | os.PathLike, header: tuple[str, ...], kind: str) -> l
                 "write one value per column, separated by commas",
             )
         rows.append((n, fields))
+    check_events(str(path), len(rows))
     if not rows:
         raise CadenzaError(f"{path}: no rows after the header '{expected}'", f"add at least one {kind} row")
     return rows
@@ -127,27 +130,38 @@ def frame_seconds(frames: np.ndarray | int) -> np.ndarray:
 
 
 def check_n_frames(n_frames: int | None, what: str) -> int:
-    """Validate a frame count given by the caller."""
-    if n_frames is None or isinstance(n_frames, bool) or int(n_frames) != n_frames or int(n_frames) <= 0:
+    """Validate a frame count given by the caller: 1 to ``MAX_FRAMES`` (the longest clip allowed)."""
+    if n_frames is None or isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or int(n_frames) <= 0:
         raise CadenzaError(
             f"{what}: the clip length must be a positive number of frames, got {n_frames!r}",
             "pass n_frames (e.g. frames_for_duration(6.0) = 517) or a duration in seconds",
         )
-    return int(n_frames)
+    return check_frames(n_frames, f"{what}: n_frames")
 
 
 def resolve_frames(n_frames: int | None, duration: float | None, what: str, fallback: int | None = None) -> int:
-    """Frames from ``n_frames`` or ``duration`` (seconds), else ``fallback`` (the content's own extent)."""
+    """Frames from ``n_frames`` or ``duration`` (seconds), else ``fallback`` (the content's own extent).
+
+    Every path is bounded by ``MAX_FRAMES`` before anything of that length is allocated: a
+    duration of 1e9 s, or a CSV whose last event lies a year in, is an error, not a memory blow-up.
+    """
     from cadenza.audio.format import frames_for_duration
 
     if n_frames is not None and duration is not None:
         raise CadenzaError(f"{what}: both n_frames and duration given", "give only one of them")
     if duration is not None:
-        if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+        if isinstance(duration, bool) or not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
             raise CadenzaError(f"{what}: duration must be a positive number of seconds, got {duration!r}", "e.g. 6.0")
+        if duration > MAX_DURATION_S:
+            raise CadenzaError(f"{what}: duration {duration:g} s is too long", f"clips are at most {MAX_DURATION_S:g} s")
         return frames_for_duration(float(duration))
     if n_frames is None:
         if fallback is None:
             raise CadenzaError(f"{what}: the clip length is unknown", "pass n_frames or a duration in seconds")
+        if fallback > MAX_FRAMES:
+            raise CadenzaError(
+                f"{what}: its events run to {fallback / FRAME_RATE:,.0f} s, longer than the longest clip ({MAX_DURATION_S:g} s)",
+                "check the times (seconds from the start), or give a shorter --duration to crop",
+            )
         return max(1, int(fallback))
     return check_n_frames(n_frames, what)

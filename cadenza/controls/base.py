@@ -58,8 +58,11 @@ class ControlSet:
     @classmethod
     def empty(cls, n_frames: int) -> "ControlSet":
         """No control given anywhere (every mask zero)."""
-        if n_frames <= 0:
+        from cadenza.limits import check_frames
+
+        if isinstance(n_frames, (int, np.integer)) and n_frames <= 0:
             raise CadenzaError(f"a control set needs at least one frame, got {n_frames}")
+        n_frames = check_frames(n_frames)  # before allocating (T, 12) arrays
         z = np.zeros(n_frames, dtype=np.float32)
         return cls(
             n_frames=n_frames,
@@ -227,13 +230,16 @@ class ControlSet:
         path = Path(path)
         if not path.exists():
             raise CadenzaError(f"{path}: no such controls file", "make one with 'cadenza controls extract' or 'cadenza controls make'")
+        from cadenza.limits import MAX_FRAMES, check_control_npz, check_frames
+
+        check_control_npz(path)  # sizes from the headers, before anything is decompressed
         try:
             with np.load(path, allow_pickle=False) as z:
                 version = int(z["format_version"])
                 if version > NPZ_FORMAT_VERSION:
                     raise CadenzaError(f"{path}: controls format v{version} is newer than this Cadenza (v{NPZ_FORMAT_VERSION})", "upgrade cadenza")
                 return cls(
-                    int(z["n_frames"]), z["melody"], z["melody_mask"], z["dynamics"], z["dynamics_mask"],
+                    check_frames(z["n_frames"], f"{path}: n_frames", MAX_FRAMES), z["melody"], z["melody_mask"], z["dynamics"], z["dynamics_mask"],
                     z["rhythm"], z["rhythm_mask"], z["melody_notes"], z["dynamics_points"], z["beats"],
                 )
         except CadenzaError:

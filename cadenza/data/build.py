@@ -81,6 +81,21 @@ class BuildConfig:
     work_timeout: float = 300.0
     retry_failed: bool = False
 
+    def __post_init__(self) -> None:
+        """Counts and times a user gives, refused when negative or absurd (``--limit-works -1`` would build all but one work)."""
+        from cadenza.limits import MAX_CONFIG_COUNT, check_count, check_float, check_int
+
+        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (a frozen dataclass)
+        put("seed", check_int("--seed", self.seed, 0, 2**63 - 1))
+        put("workers", check_count("--workers", self.workers, 1, 256, hint="use 1 up to the number of CPU cores, e.g. --workers 2"))
+        put("clip_seconds", check_float("--clip-seconds", self.clip_seconds, 0.0, 60.0, lo_open=True, unit=" s"))
+        for name in ("limit_works", "max_clips", "variants"):
+            value = getattr(self, name)
+            if value is not None:
+                put(name, check_count(f"--{name.replace('_', '-')}", value, 1, MAX_CONFIG_COUNT))
+        put("drum_probability", check_float("drum_probability", self.drum_probability, 0.0, 1.0))
+        put("work_timeout", check_float("work_timeout", self.work_timeout, 0.0, 86400.0))
+
     @property
     def spec(self) -> Preset:
         if self.preset not in PRESETS:
