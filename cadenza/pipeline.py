@@ -44,8 +44,8 @@ from cadenza.controls.base import CONTROL_NAMES, ControlSet
 from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import SAMPLERS, sample
 from cadenza.generators.model import load_generator, weights_digest
+from cadenza.limits import MAX_DURATION_S, check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps
 
-MAX_DURATION_S = 600.0
 FADE_FRAMES = 6  # crossfade between given and generated audio (≈ 70 ms)
 ControlInput = Any  # ControlSet | np.ndarray | str | os.PathLike | None
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps in total)
@@ -105,7 +105,10 @@ def _as_pitch_frames(arr: np.ndarray, n_frames: int) -> ControlSet:
 
 
 def _check_frames(name: str, arr: np.ndarray, n_frames: int, trailing: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(arr, dtype=np.float32)
+    try:
+        arr = np.asarray(arr, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):  # objects, strings, ragged lists
+        raise CadenzaError(f"{name} control: an array of {np.asarray(arr).dtype} is not numbers", "give float frame values (or a file / ControlSet)") from None
     ok_shapes = [(n_frames, *trailing)] + ([(n_frames,)] if name == "melody" else [])
     if arr.shape not in ok_shapes:
         raise CadenzaError(
@@ -276,12 +279,11 @@ class Cadenza:
 
     # ------------------------------------------------------------------ helpers
     def _duration_frames(self, duration: float | None, default: float) -> tuple[float, int]:
-        duration = float(default if duration is None else duration)
-        if not np.isfinite(duration) or duration <= 0 or duration > MAX_DURATION_S:
-            raise CadenzaError(f"duration {duration:g} s is out of range", f"give a duration between 0 and {MAX_DURATION_S:g} seconds")
+        duration = check_duration(default if duration is None else duration)
         return duration, frames_for_duration(duration)
 
     def _mel_of(self, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
+        sample_rate = check_sample_rate(sample_rate)
         audio = check_waveform(audio, "audio")
         if audio.ndim == 2:
             audio = audio.mean(axis=0)
@@ -289,14 +291,10 @@ class Cadenza:
         return normalize_log_mel(MelSpectrogram()(torch.from_numpy(np.ascontiguousarray(audio)))).clamp(-1, 1)
 
     def _check_args(self, steps: int | None, cfg: float | None, sampler: str | None) -> tuple[int, float, str]:
-        steps = int(self.sampling.get("steps", 25) if steps is None else steps)
-        cfg = float(self.sampling.get("cfg", 3.0) if cfg is None else cfg)
+        steps = check_steps(self.sampling.get("steps", 25) if steps is None else steps)
+        cfg = check_guidance(self.sampling.get("cfg", 3.0) if cfg is None else cfg)
         sampler = sampler or self.sampling.get("sampler", "dpmsolver++")
-        if not 1 <= steps <= 1000:
-            raise CadenzaError(f"steps must be between 1 and 1000, got {steps}", "25 is a good default")
-        if not np.isfinite(cfg) or cfg < 0 or cfg > 30:
-            raise CadenzaError(f"cfg scale {cfg:g} is out of range", "use 1 (no guidance) to about 10; 3 is typical")
-        if sampler not in SAMPLERS:
+        if not isinstance(sampler, str) or sampler not in SAMPLERS:
             raise CadenzaError(f"unknown sampler '{sampler}'", f"choose one of {', '.join(SAMPLERS)}")
         return steps, cfg, sampler
 
@@ -403,7 +401,7 @@ class Cadenza:
         default = controls.duration if isinstance(controls, ControlSet) else float(self.sampling.get("duration", 6.0))
         duration, n_frames = self._duration_frames(duration, default)
         cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
-        seeds = [int(seed)] if np.isscalar(seed) else [int(s) for s in seed]
+        seeds = check_seeds(seed)
         if not seeds:
             raise CadenzaError("no seeds given", "pass seed=0 or a list of seeds")
         t1 = time.perf_counter()
@@ -459,7 +457,7 @@ class Cadenza:
         known_mask = torch.zeros(1, n_frames)
         known_mask[:, :n_known] = 1
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, known, known_mask, progress, control_cfg)
+        mel = self._sample_mel([prompt], cs, n_frames, [check_seed(seed)], steps, cfg, sampler, known, known_mask, progress, control_cfg)
         t2 = time.perf_counter()
         n_samples = int(round(duration * SAMPLE_RATE))
         wave = self._render(mel, n_samples)[0]
@@ -472,7 +470,7 @@ class Cadenza:
             "task": "continue", "prompt": prompt, "duration_s": duration, "given_s": round(clip_s, 3), "n_frames": n_frames,
             "steps": steps, "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
         }
-        self._finish(info, [int(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
+        self._finish(info, [check_seed(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
         return wave, self.sample_rate
 
     def inpaint(
@@ -503,6 +501,7 @@ class Cadenza:
         given = self._mel_of(audio, sample_rate)
         n_frames = given.shape[-1]
         total = (n_frames - 1) / FRAME_RATE
+        start, end = check_float("start", start, unit=" s"), check_float("end", end, unit=" s")
         if not (0 <= start < end <= total + 1e-6):
             raise CadenzaError(f"inpainting span [{start:g}, {end:g}) s is not inside the clip (0 to {total:.2f} s)", "give 0 <= start < end <= clip length")
         f0, f1 = int(np.floor(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE)) + 1
@@ -510,7 +509,7 @@ class Cadenza:
         known_mask[:, f0 : min(f1, n_frames)] = 0
         cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
         t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [int(seed)], steps, cfg, sampler, given[None], known_mask, progress, control_cfg)
+        mel = self._sample_mel([prompt], cs, n_frames, [check_seed(seed)], steps, cfg, sampler, given[None], known_mask, progress, control_cfg)
         t2 = time.perf_counter()
         original = resample(check_waveform(audio).reshape(-1, np.shape(audio)[-1]).mean(0), sample_rate, SAMPLE_RATE)
         n_samples = len(original)
@@ -521,14 +520,14 @@ class Cadenza:
             "task": "inpaint", "prompt": prompt, "span_s": [float(start), float(end)], "duration_s": round(total, 3),
             "steps": steps, "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
         }
-        self._finish(info, [int(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
+        self._finish(info, [check_seed(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
         return wave, self.sample_rate
 
     def extract_controls(self, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> ControlSet:
         """Melody, dynamics and rhythm of a waveform, ready to pass back as ``controls=``."""
         from cadenza.controls.extract import extract_controls
 
-        return extract_controls(_mono(audio), sample_rate)
+        return extract_controls(_mono(audio), check_sample_rate(sample_rate))
 
     def evaluate(
         self,
@@ -555,7 +554,7 @@ class Cadenza:
         """
         from cadenza.eval.adherence import score_clip
 
-        wave = resample(_mono(audio), int(sample_rate), SAMPLE_RATE)
+        wave = resample(_mono(audio), check_sample_rate(sample_rate), SAMPLE_RATE)
         more = any(v is not None for v in (melody, dynamics, rhythm, bpm))
         if controls is None and not more:
             raise CadenzaError("no controls to score against", "pass the controls the audio was made with, e.g. controls=gen.last_controls")

@@ -95,7 +95,12 @@ def load_audio(
 
 def check_waveform(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     """Validate an in-memory waveform (1-D or channels x samples, finite, non-empty) and return float32."""
-    audio = np.asarray(audio)
+    try:
+        audio = np.asarray(audio)
+    except (TypeError, ValueError):  # e.g. a ragged list
+        raise CadenzaError(f"{name}: not an array of samples", "pass a NumPy array (samples,) or (channels, samples)") from None
+    if audio.dtype.kind not in "fiub":  # objects, strings, complex: not samples
+        raise CadenzaError(f"{name}: expected real-valued samples, got an array of {audio.dtype}", "pass float32 samples in [-1, 1]")
     if audio.ndim not in (1, 2):
         raise CadenzaError(f"{name}: expected a 1-D waveform or (channels, samples), got shape {audio.shape}")
     if audio.shape[-1] == 0:
