@@ -89,7 +89,12 @@ def test_refine_phase_equals_torch(monkeypatch: pytest.MonkeyPatch, mel_iters: i
     spec = P.refine_phase(mag, angles, 5, N_FFT, HOP, window, mel=target)
     spec0 = _torch_only(monkeypatch, P.refine_phase, mag, angles, 5, N_FFT, HOP, window, mel=target)
     assert spec.shape == spec0.shape == mag.shape
-    assert (spec - spec0).abs().max() < 1e-4 * spec0.abs().max()
+    # five iterations of float32 FFTs whose sums run in a CPU- and thread-dependent order: the kernels and
+    # torch agree to about 4e-6 overall and 7e-5 of the peak at the worst bin here, and 1.0e-4 was seen on
+    # another CPU, so the bounds leave an order of magnitude for that (a real bug is off by far more)
+    diff = spec - spec0
+    assert float(diff.norm() / spec0.norm()) < 1e-4
+    assert float(diff.abs().max()) < 1e-3 * float(spec0.abs().max())
 
 
 def test_the_torch_code_runs_where_gradients_are_needed_or_a_graph_is_recorded() -> None:
