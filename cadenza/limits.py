@@ -215,10 +215,17 @@ def check_events(name: str, n: int, max_events: int = MAX_EVENTS) -> int:
 
 def check_file_size(path: str | os.PathLike, max_bytes: int = MAX_CONTROL_FILE_BYTES, kind: str = "file") -> int:
     """The size of a file to read whole, refused past ``max_bytes`` before reading a byte."""
+    import stat
+
     try:
-        size = Path(path).stat().st_size
+        st = Path(path).stat()
     except OSError:
         return 0  # missing files are the reader's to report, with its own message
+    if stat.S_ISDIR(st.st_mode):
+        return 0  # likewise folders
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a FIFO: no size to trust, and reading may never end
+        raise CadenzaError(f"{path}: not a regular file", f"give a {kind} on disk")
+    size = st.st_size
     if size > max_bytes:
         raise CadenzaError(f"{path}: {size / 2**20:,.1f} MiB is too large for a {kind}", f"a {kind} may be at most {max_bytes / 2**20:,.0f} MiB")
     return size
@@ -331,3 +338,24 @@ def check_control_npz(path: str | os.PathLike) -> None:
             raise CadenzaError(f"{path}: '{name}' holds {rows:,} events", f"a control holds at most {MAX_EVENTS:,} notes, breakpoints or beats")
         if size * 8 > MAX_NPZ_MEMBER_BYTES:
             raise CadenzaError(f"{path}: '{name}' is too large ({size:,} values)", "this is not a controls file written by Cadenza")
+
+
+def check_config(config: dict, where: str = "config") -> dict:
+    """Every number of a whole config (a file, not only overrides): finite, and ``max_steps`` 1 to ``MAX_TRAIN_STEPS``.
+
+    A config file written by hand can hold ``"max_steps": 1e30`` as easily as an override can.
+    """
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node[:10_000]):
+                walk(value, f"{path}[{i}]")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise CadenzaError(f"{where}: {path} is {node}", "give a finite number")
+        elif path.split(".")[-1] in STEP_KEYS and node is not None and not _is_bool(node):
+            check_int(f"{where}: {path}", node, 1, MAX_TRAIN_STEPS, hint=f"give 1 to {MAX_TRAIN_STEPS:,} steps")
+
+    walk(config, "")
+    return config

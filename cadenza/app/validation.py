@@ -128,19 +128,25 @@ def parse_points(raw: str | None, duration: float, limits: Limits) -> list[list[
     """A drawn dynamics curve: JSON ``[[time_s, db], ...]`` with increasing times and levels in range."""
     if _blank(raw):
         raise RequestError("dynamics_points: no curve drawn", "draw the dynamics curve on the canvas, or pick a shape instead")
+    text = str(raw)
+    if len(text) > 64 * limits.max_points:  # before parsing: a pair never needs more than a few dozen characters
+        raise RequestError(f"dynamics_points: {len(text):,} characters is too long", f"send at most {limits.max_points} [time_s, db] pairs")
     try:
-        pts = json.loads(str(raw))
-    except json.JSONDecodeError:
+        pts = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, a 5,000-digit integer, [[[[...]]]] nested too deep
         raise RequestError("dynamics_points: not valid JSON", "send [[time_s, db], ...]") from None
-    arr = np.asarray(pts, dtype=object)
+    try:
+        arr = np.asarray(pts, dtype=object)
+    except ValueError:  # ragged rows
+        arr = np.zeros((0,), dtype=object)
     if arr.ndim != 2 or arr.shape[1] != 2 or not 2 <= len(arr) <= limits.max_points:
         raise RequestError(f"dynamics_points: expected 2 to {limits.max_points} [time_s, db] pairs", "draw a longer curve")
     try:
         arr = arr.astype(np.float64)
-    except (TypeError, ValueError):
-        raise RequestError("dynamics_points: every time and level must be a number") from None
+    except (TypeError, ValueError, OverflowError):  # text, nested lists, integers past float range
+        raise RequestError("dynamics_points: every time and level must be a number", "send [[time_s, db], ...] with plain numbers") from None
     if not np.isfinite(arr).all():
-        raise RequestError("dynamics_points: times and levels must be finite numbers")
+        raise RequestError("dynamics_points: times and levels must be finite numbers", "send [[time_s, db], ...] with plain numbers")
     if (np.diff(arr[:, 0]) <= 0).any() or arr[0, 0] < 0 or arr[-1, 0] > duration + 1e-6:
         raise RequestError("dynamics_points: times must increase strictly and lie inside the clip", f"0 to {duration:g} s")
     if (arr[:, 1] < DB_FLOOR).any() or (arr[:, 1] > DB_CEIL).any():

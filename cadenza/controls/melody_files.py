@@ -122,6 +122,9 @@ def midi_top_line(path: str | os.PathLike, until: float | None = None) -> np.nda
     path = Path(path)
     if not path.exists():
         raise CadenzaError(f"{path}: no such MIDI file", "check the path")
+    from cadenza.limits import MAX_CONTROL_FILE_BYTES, check_file_size
+
+    check_file_size(path, MAX_CONTROL_FILE_BYTES, "MIDI file")
     try:
         pm = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:
@@ -131,6 +134,9 @@ def midi_top_line(path: str | os.PathLike, until: float | None = None) -> np.nda
         notes = [n for n in notes if n[0] <= until] or [min(notes)]  # keep one so "outside the clip" is reported
     if not notes:
         raise CadenzaError(f"{path}: no pitched notes (only drums or an empty file)", "use a MIDI file with a melody track")
+    from cadenza.limits import MAX_EVENTS as MAX_EVENTS_SPANS, check_events
+
+    check_events(str(path), len(notes))
     ev = np.asarray(sorted(notes), dtype=np.float64)  # sorted by start, then end, then pitch
     n = len(ev)
     bounds = np.unique(np.concatenate([ev[:, 0], ev[:, 1]]))
@@ -138,6 +144,8 @@ def midi_top_line(path: str | os.PathLike, until: float | None = None) -> np.nda
     # each note covers the elementary spans [first, last); expand those (note, span) pairs
     first = np.searchsorted(bounds, ev[:, 0])
     count = np.searchsorted(bounds, ev[:, 1]) - first
+    if int(count.sum()) > 100 * MAX_EVENTS_SPANS:  # thousands of notes held over each other: pairs grow as their square
+        raise CadenzaError(f"{path}: too many overlapping notes to find the top line", "export the melody track alone")
     note_of = np.repeat(np.arange(n), count)
     span_of = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(first, count)
     # priority: higher pitch wins; among equal pitches the earliest-starting note (smallest index)

@@ -34,6 +34,9 @@ def read_captions(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise CadenzaError(f"captions file {path} not found", "pass a .csv or .jsonl with columns file,caption")
+    from cadenza.limits import MAX_CONTROL_FILE_BYTES, check_file_size
+
+    check_file_size(path, MAX_CONTROL_FILE_BYTES, "captions file")
     out: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
         with open(path, encoding="utf-8-sig", newline="") as fh:
@@ -67,7 +70,7 @@ def _caption_for(rel: str, path: Path, table: dict[str, str], used: set[str]) ->
             used.add(key)
             return table[key]
     sidecar = path.with_suffix(".txt")
-    if sidecar.is_file():
+    if sidecar.is_file() and sidecar.stat().st_size <= 1 << 20:  # a caption, not a book: larger sidecars are ignored
         text = sidecar.read_text(encoding="utf-8", errors="replace").strip()
         if text:
             return text.splitlines()[0].strip()
