@@ -66,7 +66,11 @@ def subsets_for(which: str) -> tuple[tuple[str, ...], ...]:
         return SUBSETS_ALL
     if which == "paper":
         return SUBSETS_PAPER
-    raise CadenzaError(f"unknown --subsets '{which}'", "use 'all' (every subset: Table I's rows) or 'paper' (none, each alone, all three)")
+    if which == "three":
+        return (CONTROL_NAMES,)
+    raise CadenzaError(
+        f"unknown --subsets '{which}'", "use 'all' (every subset: Table I's rows), 'paper' (none, each alone, all three) or 'three' (all three only)"
+    )
 
 
 def table_of(case: Case) -> str:

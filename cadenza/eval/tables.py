@@ -29,7 +29,7 @@ COLUMNS = (
     ("downbeat_f1_mean", "downbeat F1 %", 100.0, 1),
     ("bp_melody_f1_mean", "basic-pitch melody F1 %", 100.0, 1),
     ("dsp_beat_f1_mean", "DSP beat F1 %", 100.0, 1),
-    ("spectral_flatness_mean", "flatness", 1.0, 3),
+    ("spectral_flatness_mean", "flatness ×1000", 1000.0, 2),
     ("clap_mean", "CLAP", 1.0, 3),
     ("fad", "FAD", 1.0, 3),
 )

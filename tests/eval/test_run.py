@@ -151,3 +151,20 @@ def test_batched_rows_equal_single_generate(model_dir, case_sets):
         single, _ = gen.generate(case.prompt, controls=cs, duration=case.duration, seed=7, steps=2)
         np.testing.assert_allclose(row, single, atol=1e-3)
     assert np.abs(batch[0] - batch[1]).max() > 1e-2  # the controls do change the output
+
+
+def test_eval_with_control_guidance_records_it_and_judges_every_row(model_dir, case_sets, tmp_path):
+    plain = eval_run.run_eval(case_sets[1], tmp_path / "plain", model=model_dir, steps=2, subsets="three", embedder="none", max_figures=0)
+    guided = eval_run.run_eval(case_sets[1], tmp_path / "guided", model=model_dir, steps=2, subsets="three", embedder="none",
+                               max_figures=0, control_cfg="melody=3,rhythm=1")
+    assert "control_cfg" not in plain["config"] and guided["config"]["control_cfg"] == {"melody": 3.0, "rhythm": 1.0}
+    assert "control cfg melody=3, rhythm=1" in (tmp_path / "guided" / "report.md").read_text()
+    rows = [r for case in guided["cases"] for r in case["rows"].values()]
+    assert [r["subset"] for r in rows] == [["melody", "dynamics", "rhythm"]] * len(rows)
+    assert all(set(r["judges"]) >= {"dsp_beat_f1", "spectral_flatness", "bp_melody_f1"} for r in rows)
+    assert "dsp_beat_f1_mean" in guided["tables"]["II"][0]
+    a = plain["cases"][0]["rows"]["melody+dynamics+rhythm"]["scores"]
+    b = guided["cases"][0]["rows"]["melody+dynamics+rhythm"]["scores"]
+    assert a != b  # the guided output differs, so its scores do
+    with pytest.raises(CadenzaError, match="control_cfg"):
+        eval_run.run_eval(case_sets[1], tmp_path / "bad", model=model_dir, control_cfg="loud")
