@@ -359,3 +359,13 @@ def check_config(config: dict, where: str = "config") -> dict:
 
     walk(config, "")
     return config
+
+
+MAX_THREADS = 1024
+
+
+def check_threads(value: Any, name: str = "threads") -> int | None:
+    """CPU threads for torch: None or 0 (torch's choice) up to ``MAX_THREADS`` (a million would each be an OS thread)."""
+    if value is None:
+        return None
+    return check_int(name, value, 0, MAX_THREADS, hint="0 lets torch choose; e.g. --threads 2")

@@ -44,7 +44,7 @@ from cadenza.controls.base import CONTROL_NAMES, ControlSet
 from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import SAMPLERS, sample
 from cadenza.generators.model import load_generator, weights_digest
-from cadenza.limits import MAX_DURATION_S, check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps
+from cadenza.limits import MAX_DURATION_S, check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps, check_threads
 
 FADE_FRAMES = 6  # crossfade between given and generated audio (≈ 70 ms)
 ControlInput = Any  # ControlSet | np.ndarray | str | os.PathLike | None
@@ -261,8 +261,7 @@ class Cadenza:
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, vocoder: str | None = None, threads: int | None = None) -> "Cadenza":
         """The model folder ``model`` (None: the shipped model); ``vocoder`` overrides the config's."""
-        if threads is not None and int(threads) < 0:
-            raise CadenzaError(f"threads must be 0 (torch's choice) or more, got {threads}", "e.g. --threads 2")
+        threads = check_threads(threads)
         if threads:
             torch.set_num_threads(int(threads))
         net, config, folder = load_generator(model)

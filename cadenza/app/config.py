@@ -58,6 +58,10 @@ class StudioConfig:
             raise CadenzaError(f"--max-concurrent {self.max_concurrent} is out of range", "use 1 (the default) up to the number of CPU cores")
         if not 0 <= self.queue <= 10_000:
             raise CadenzaError(f"--queue {self.queue} is out of range", "use 0 (no waiting) up to a few dozen")
+        if self.threads is not None:
+            from cadenza.limits import check_threads
+
+            check_threads(self.threads, "--threads")
         if not 0 <= self.port <= 65535:
             raise CadenzaError(f"--port {self.port} is out of range", "use a port between 1024 and 65535, e.g. 7860")
         object.__setattr__(self, "root", Path(self.root).expanduser())

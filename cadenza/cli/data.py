@@ -156,8 +156,11 @@ def cache(
 
     from cadenza.data.cache import build_cache
 
-    if threads < 0:
-        raise CadenzaError(f"--threads {threads} must be 0 or more", "0 lets torch choose; e.g. --threads 2")
+    from cadenza.limits import check_count, check_threads
+
+    check_threads(threads, "--threads")
+    check_count("--shard-size", shard_size, 1, 1_000_000)
+    check_count("--batch-size", batch_size, 1, 4096)
     if threads:
         torch.set_num_threads(threads)
     with progress_bar("caching shards", console=console, quiet=quiet) as bar:

@@ -73,7 +73,9 @@ def vocode(
 
       cadenza vocode song_mel.npy --out song.wav --model runs/vocoder/default/best
     """
-    if threads > 0:
+    from cadenza.limits import check_threads
+
+    if check_threads(threads, "--threads"):
         torch.set_num_threads(threads)
     if batch_size < 1 or chunk_frames < 2:
         raise CadenzaError("--batch-size must be ≥ 1 and --chunk-frames ≥ 2")
