@@ -7,6 +7,7 @@ nothing untrusted is ever unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -63,3 +64,16 @@ def load_model_folder(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     except Exception as exc:
         raise CadenzaError(f"{weights}: cannot read weights ({exc})", "the file is corrupt or truncated") from None
     return state, config
+
+
+def weights_digest(folder: str | os.PathLike) -> str:
+    """Short sha256 of a folder's weights file: identifies exactly which model made an output.
+
+    Model ids are ``model_id@digest``; the 12 hex digits are what outputs' JSON sidecars and
+    ``cadenza models`` show, so the same weights always get the same id on every machine.
+    """
+    h = hashlib.sha256()
+    with open(Path(folder) / WEIGHTS_NAME, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]

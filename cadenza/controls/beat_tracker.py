@@ -40,10 +40,13 @@ from torch import Tensor, nn
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.audio.io import check_waveform, resample
 from cadenza.audio.mel import LOG_MEL_MAX, LOG_MEL_MIN, MelConfig, MelSpectrogram
-from cadenza.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_model_folder, save_model_folder
+from cadenza.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_model_folder
 from cadenza.errors import CadenzaError
+from cadenza.registry import get_family, load_model, register_family
 
-MODEL_KIND = "cadenza-beat-tcn"
+MODEL_KIND = "beats"  # config.json "kind" (cadenza.registry); folders written before it say LEGACY_KIND
+MODEL_TYPE = "beat-tcn"
+LEGACY_KIND = "cadenza-beat-tcn"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "beats"
 
 DEFAULT_MODEL: dict = {
@@ -318,6 +321,23 @@ def activations_to_beats(act: np.ndarray, cfg: dict | None = None, sounding: np.
     return np.stack([frames / FRAME_RATE, flags], axis=1).reshape(-1, 2)
 
 
+# ---------------------------------------------------------------------------------------------- family
+def _is_beats_config(config: dict) -> bool:
+    """A beat tracker config without ``kind``/``type``: a TCN ``model`` beside a ``postfilter``."""
+    return isinstance(config.get("postfilter"), dict) and isinstance(config.get("model"), dict) and "dilations" in config["model"]
+
+
+@register_family(
+    kind=MODEL_KIND, type=MODEL_TYPE, title="beat tracker", shipped=WEIGHTS_DIR, recognise=_is_beats_config,
+    legacy_kinds=(LEGACY_KIND,), wrap=lambda net, config, folder: NeuralBeatTracker(net, config.get("postfilter")),
+    task="beats", task_module="cadenza.train.beats",
+    about="beat/downbeat TCN over log-mel + a dynamic-programming post-filter (the default rhythm extractor)",
+)
+def build_beat_tcn(config: dict) -> "BeatTCN":
+    """A fresh beat/downbeat TCN from a beat tracker config (its ``model`` section)."""
+    return BeatTCN(config["model"])
+
+
 # ---------------------------------------------------------------------------------------------- tracker
 @contextmanager
 def _one_torch_thread() -> Iterator[None]:
@@ -353,21 +373,11 @@ class NeuralBeatTracker:
                 f"no beat tracker weights ship with this copy of Cadenza ({WEIGHTS_DIR} is incomplete)",
                 "train them: python -m cadenza.train.beats --data data/corpus-small --out runs/beats, or use the 'dsp' tracker",
             )
-        state, config = load_model_folder(folder)
-        if config.get("kind") != MODEL_KIND:
-            raise CadenzaError(f"{folder}: not a beat tracker model folder (kind={config.get('kind')!r})", "pass the folder written by cadenza.train.beats")
-        try:
-            model = BeatTCN(config["model"])
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise CadenzaError(f"{folder}: weights do not fit the config ({type(exc).__name__})", "re-export the model with cadenza.train.beats") from None
-        if missing or unexpected:
-            raise CadenzaError(f"{folder}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})", "re-export the model")
-        return cls(model, config.get("postfilter"))
+        return load_model(folder, kind=MODEL_KIND).model  # the one weight check every family shares (cadenza.registry)
 
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write the model folder (weights + config) atomically."""
-        config = {"kind": MODEL_KIND, "model": self.model.config, "postfilter": self.postfilter, **(extra or {})}
+        config = get_family(MODEL_KIND, MODEL_TYPE).stamp({"model": self.model.config, "postfilter": self.postfilter, **(extra or {})})
         return save_model_folder(folder, self.model.state_dict(), config)
 
     # --- inference -----------------------------------------------------------------------------

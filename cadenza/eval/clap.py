@@ -36,13 +36,15 @@ from torch import nn
 from cadenza.audio.format import SAMPLE_RATE
 from cadenza.audio.io import check_waveform, resample
 from cadenza.audio.mel import MelConfig, MelSpectrogram, normalize_log_mel
-from cadenza.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_model_folder, save_model_folder
+from cadenza.checkpoint import CONFIG_NAME, WEIGHTS_NAME, save_model_folder
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
 from cadenza.errors import CadenzaError
+from cadenza.registry import get_family, load_model, register_family
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "clap"
 MAX_LOGIT_SCALE = 100.0
-MODEL_KIND = "clap"
+MODEL_KIND = "clap"  # config.json "kind" and "type" (cadenza.registry)
+MODEL_TYPE = "clap-cnn"
 
 
 def default_model_config() -> dict:
@@ -136,6 +138,22 @@ class ClapModel(nn.Module):
         return self.scale() * self.encode_audio(mel) @ self.encode_text(text_pooled).T
 
 
+def _is_clap_config(config: dict) -> bool:
+    """A CLAP config without ``kind``/``type``: a ``model`` section with an embedding size and a text tower."""
+    model = config.get("model")
+    return isinstance(model, dict) and "embed_dim" in model and "text_dim" in model
+
+
+@register_family(
+    kind=MODEL_KIND, type=MODEL_TYPE, title="CLAP", shipped=WEIGHTS_DIR, recognise=_is_clap_config,
+    wrap=lambda net, config, folder: Clap(net, name=config.get("name", "clap")), task="clap", task_module="cadenza.train.clap",
+    about="small CLAP text-audio model (CNN audio tower + projected MiniLM text) for evaluation and FAD",
+)
+def build_clap(config: dict) -> ClapModel:
+    """A fresh CLAP network from a CLAP config (its ``model`` section)."""
+    return ClapModel(config["model"])
+
+
 class Clap:
     """A loaded CLAP model with its mel front end and text encoder: the object to score with."""
 
@@ -154,18 +172,11 @@ class Clap:
                 "no CLAP weights ship with this copy of Cadenza",
                 "train them: python -m cadenza.train.clap --data data/corpus-small --out runs/clap, then pass that folder",
             )
-        state, config = load_model_folder(folder)
-        if config.get("kind") != MODEL_KIND:
-            raise CadenzaError(f"{folder}: not a CLAP model folder (kind={config.get('kind')!r})", "pass the folder written by cadenza.train.clap")
-        model = ClapModel(config["model"])
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CadenzaError(f"{folder}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})", "re-export the model")
-        return cls(model, name=config.get("name", "clap"))
+        return load_model(folder, kind=MODEL_KIND).model  # the one weight check every family shares (cadenza.registry)
 
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write the model folder (weights + config) atomically."""
-        config = {"kind": MODEL_KIND, "name": self.name, "model": self.model.config, **(extra or {})}
+        config = get_family(MODEL_KIND, MODEL_TYPE).stamp({"name": self.name, "model": self.model.config, **(extra or {})})
         return save_model_folder(folder, self.model.state_dict(), config)
 
     def _mels(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[torch.Tensor]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 
-from cadenza.checkpoint import WEIGHTS_NAME, load_model_folder
+from cadenza.checkpoint import WEIGHTS_NAME, weights_digest
 from cadenza.errors import CadenzaError
 from cadenza.generators.controlnet import GeneratorConfig, MusicControlNet
+from cadenza.registry import load_model, register_family
+
+__all__ = ["WEIGHTS_DIR", "build_generator", "count_parameters", "load_generator", "resolve_model_dir", "weights_digest"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "generator"
 NO_SHIPPED_HINT = (
@@ -19,6 +21,16 @@ NO_SHIPPED_HINT = (
 )
 
 
+def _is_generator_config(config: dict) -> bool:
+    """A generator config written before ``kind``/``type`` existed: diffusion + UNet sections."""
+    return "diffusion" in config and isinstance(config.get("model"), dict) and "mel" not in config
+
+
+@register_family(
+    kind="generator", type="music-controlnet", title="generator", shipped=WEIGHTS_DIR, recognise=_is_generator_config,
+    task="generator", task_module="cadenza.train.generator", default_id="cadenza-generator",
+    about="Music ControlNet: 1-D UNet diffusion over mel frames + a ControlNet adapter for time-varying controls",
+)
 def build_generator(config: dict) -> MusicControlNet:
     """A freshly initialised network from a generator config (its ``model`` section)."""
     if not isinstance(config, dict) or "model" not in config:
@@ -35,34 +47,11 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     return Path(model)
 
 
-def weights_digest(folder: Path) -> str:
-    """Short sha256 of the weights file: identifies exactly which model made an output."""
-    h = hashlib.sha256()
-    with open(folder / WEIGHTS_NAME, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
-
-
 def load_generator(model: str | os.PathLike | None = None) -> tuple[MusicControlNet, dict, Path]:
     """(eval-mode network, its config, its folder) from a model folder or the shipped one."""
     folder = resolve_model_dir(model)
-    state, config = load_model_folder(folder)
-    try:
-        net = build_generator(config)
-        state = {k: v.float() for k, v in state.items()}
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CadenzaError(f"{folder}: weights do not match its config.json ({first})", "the folder is damaged; re-export it") from None
-    if missing or unexpected:
-        raise CadenzaError(
-            f"{folder}: weights do not match the generator (missing {len(missing)}, unexpected {len(unexpected)} tensors)",
-            "the folder is damaged or from another model; re-export it",
-        )
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    loaded = load_model(folder, kind="generator")  # the one weight check every family shares (cadenza.registry)
+    net, config = loaded.net, loaded.config
     return net, config, folder
 
 

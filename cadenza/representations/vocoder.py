@@ -53,11 +53,12 @@ import torch
 from torch import Tensor, nn
 
 from cadenza.audio import phase_kernels
-from cadenza.audio.mel import MelConfig, _mel_pinv, mel_spread, mel_target, normalize_log_mel
+from cadenza.audio.mel import MelConfig, MelSpectrogram, _mel_pinv, mel_spread, mel_target, normalize_log_mel
 from cadenza.audio.phase import MelTarget, integrate_locked, inverse_stft, peak_advances, refine_phase
-from cadenza.checkpoint import load_model_folder, save_model_folder
+from cadenza.checkpoint import save_model_folder
 from cadenza.errors import CadenzaError
 from cadenza.fsutil import atomic_path
+from cadenza.registry import get_family, load_model, register_family
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "vocoder"
 MAX_MAGNITUDE = 100.0  # clip on exp(log_mag): a guard against blow-ups early in training
@@ -381,10 +382,29 @@ class Vocoder:
 
     generator: VocosGenerator
     config: dict = field(default_factory=dict)
+    discrete = False  # a Representation (cadenza.protocols): continuous log-mel frames
 
     @property
     def mel_config(self) -> MelConfig:
         return self.generator.mel_config
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.mel_config.sample_rate)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.mel_config.sample_rate / self.mel_config.hop_length
+
+    @torch.inference_mode()
+    def encode(self, wave: Tensor | np.ndarray) -> Tensor:
+        """Waveform (B, N) or (N,) at :attr:`sample_rate` → the log-mel frames :meth:`decode` takes.
+
+        Why here: with ``encode`` the vocoder is a ``Representation`` (mel ↔ wave), the
+        interface every generator family samples in; the mel is the model's own front end.
+        """
+        x = torch.as_tensor(np.asarray(wave, dtype=np.float32) if isinstance(wave, np.ndarray) else wave).float()
+        return _front_end(self.mel_config)(x)
 
     @property
     def receptive_field(self) -> int:
@@ -464,6 +484,27 @@ class Vocoder:
         return wave.squeeze(0) if squeeze else wave
 
 
+def _front_end(mel: MelConfig) -> MelSpectrogram:
+    """The mel front end of a config (cached: its filterbank takes a few ms to build)."""
+    key = tuple(sorted(mel.to_dict().items()))
+    if key not in _FRONT_ENDS:
+        _FRONT_ENDS[key] = MelSpectrogram(mel)
+    return _FRONT_ENDS[key]
+
+
+_FRONT_ENDS: dict[tuple, MelSpectrogram] = {}
+
+
+def _is_vocoder_config(config: dict) -> bool:
+    """A vocoder config written before ``kind``/``type`` existed: a ``mel`` section beside ``model``."""
+    return isinstance(config.get("mel"), dict) and isinstance(config.get("model"), dict) and "diffusion" not in config
+
+
+@register_family(
+    kind="vocoder", type="vocos-mel", title="vocoder", shipped=WEIGHTS_DIR, recognise=_is_vocoder_config,
+    wrap=lambda net, config, folder: Vocoder(net, config), task="vocoder", task_module="cadenza.train.vocoder",
+    about="Vocos-style mel vocoder: ConvNeXt magnitude + locked phase + mel-consistent Griffin-Lim",
+)
 def build_generator(config: dict) -> VocosGenerator:
     """A generator from a vocoder config dict (``model`` + ``mel`` sections)."""
     if not isinstance(config, dict) or "model" not in config:
@@ -521,37 +562,32 @@ def load_vocoder(
         "no vocoder is shipped in this build: train one with scripts/train_vocoder.py (docs/vocoder/README.md) and pass "
         "its folder (--model DIR), or use --griffin-lim"
     ) if str(name_or_path) in ("default", "shipped") else None
-    try:
-        state, config = load_model_folder(folder)
-    except CadenzaError as err:
-        raise CadenzaError(err.message, hint or err.hint) from None
     schedule = {k: v for k, v in (("phase_iters", phase_iters), ("mel_iters", mel_iters)) if v is not None}
-    if schedule and isinstance(config.get("model"), dict):
+
+    def with_schedule(config: dict) -> dict:
+        if not schedule or not isinstance(config.get("model"), dict):
+            return config
         model = {**config["model"], **schedule}
         if "mel_iters" not in schedule:  # fewer iterations than the config's mel-consistent ones: all of them are
             model["mel_iters"] = min(model.get("mel_iters", 0), model["phase_iters"])
-        config = {**config, "model": model}
-    try:
-        generator = build_generator(config)
-        missing, unexpected = generator.load_state_dict(state, strict=False)
-    except (RuntimeError, TypeError, ValueError) as exc:  # shape mismatches arrive as RuntimeError
-        first = str(exc).strip().splitlines()[0]
-        raise CadenzaError(f"{folder}: weights do not match its config.json ({first})", "the folder is damaged; re-export it") from None
-    if missing or unexpected:
-        raise CadenzaError(
-            f"{folder}: weights do not match the generator (missing {len(missing)}, unexpected {len(unexpected)} tensors)",
-            "the folder is damaged or from another model; re-export it",
-        )
+        return {**config, "model": model}
+
+    try:  # the one weight check every family shares (cadenza.registry)
+        vocoder = load_model(folder, kind="vocoder", config_hook=with_schedule).model
+    except CadenzaError as err:
+        absent = any(words in err.message for words in ("no such model folder", "missing", "not a model folder"))
+        raise (CadenzaError(err.message, hint) if hint and absent else err) from None
+    generator = vocoder.generator
     generator.to(device).eval()
     for p in generator.parameters():
         p.requires_grad_(False)
     generator.bf16 = resolved == "bf16"
-    return Vocoder(generator, config)
+    return vocoder
 
 
 def save_vocoder(folder: str | os.PathLike, generator: VocosGenerator, config: dict) -> Path:
     """Write a generator-only model folder (atomic safetensors + config.json)."""
-    config = dict(config)
+    config = get_family("vocoder", "vocos-mel").stamp(config)
     config["model"] = generator.config.to_dict()
     config["mel"] = generator.mel_config.to_dict()
     return save_model_folder(folder, generator.state_dict(), config)

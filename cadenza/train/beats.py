@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import mir_eval
@@ -55,8 +56,10 @@ from torch.utils.data import IterableDataset
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE
 from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
 from cadenza.controls.base import ControlSet, beats_to_activations
-from cadenza.controls.beat_tracker import BeatTCN, NeuralBeatTracker
+from cadenza.controls.beat_tracker import MODEL_KIND, MODEL_TYPE, BeatTCN, NeuralBeatTracker
 from cadenza.errors import CadenzaError
+from cadenza.registry import register_task
+from cadenza.train.tasks import DataSpec, Task, _inner
 
 LN_DB = math.log(10) / 20  # a gain of g dB adds g * LN_DB to a natural-log magnitude
 
@@ -302,12 +305,13 @@ class BeatModule(L.LightningModule):
         scratch costs the whole budget again; the architecture must match exactly (a TCN of
         another shape would silently keep half its layers at random init, so that is an error).
         """
-        from cadenza.checkpoint import load_model_folder
         from cadenza.controls.beat_tracker import MODEL_KIND
+        from cadenza.registry import read_model_folder
 
-        state, saved = load_model_folder(folder)
-        if saved.get("kind") != MODEL_KIND:
-            raise CadenzaError(f"train.init_from: {folder} is not a beat tracker model folder (kind={saved.get('kind')!r})", "pass a folder written by cadenza.train.beats, e.g. cadenza/weights/beats")
+        try:
+            state, saved, _ = read_model_folder(folder, kind=MODEL_KIND)
+        except CadenzaError as err:
+            raise CadenzaError(f"train.init_from: {err.message}", "pass a folder written by cadenza.train.beats, e.g. cadenza/weights/beats") from None
         ours = {k: v for k, v in self.model.config.items() if k != "dropout"}
         theirs = {k: v for k, v in BeatTCN(saved.get("model")).config.items() if k != "dropout"}
         if ours != theirs:
@@ -395,7 +399,7 @@ def ship(folder: str | os.PathLike, dest: str | os.PathLike | None = None, corpu
     run_config = Path(folder).parent / "config.json"
     run = json.loads(run_config.read_text()) if run_config.exists() else {}
     tracker.postfilter = {**DEFAULT_POSTFILTER, **run.get("postfilter", {})}
-    extra = {k: v for k, v in saved.items() if k not in ("kind", "model", "postfilter", "valid", "history", "best")}
+    extra = {k: v for k, v in saved.items() if k not in ("kind", "type", "model", "postfilter", "valid", "history", "best")}
     extra["history"] = training_history(folder)
     data = run.get("data", {})
     corpus = corpus if corpus is not None else data.get("val_corpus") or data.get("corpus")  # where the run chose "best"
@@ -431,6 +435,68 @@ def average_checkpoints(run: str | os.PathLike, last: int, out: str | os.PathLik
     meta = {"name": run_cfg.get("name"), "train_step": int(steps[-1].name.split("-")[-1]),
             "averaged": {"run": str(run), "checkpoints": [d.name for d in steps]}}
     return tracker.save(out, meta)
+
+
+# --------------------------------------------------------------------------------------- the training task
+@register_task("beats")
+class BeatsTask(Task):
+    """Beat/downbeat TCN (``cadenza.train.beats.BeatModule``)."""
+
+    name, config_kind = "beats", "beats"
+    # train.init_from: a model folder to fine-tune from (e.g. the shipped cadenza/weights/beats);
+    # freq_shift_max / freq_mask_max: band-shift and band-mask augmentation (off unless set)
+    defaults = {
+        "data": {"source": "corpus", "corpus": "data/corpus-small", "val_corpus": None, "synthetic_clips": 8, "val_clips": 32},
+        "train": {"init_from": None, "freq_shift_max": 0, "freq_mask_max": 0, "freq_mask_prob": 0.5},
+    }
+    val_best, val_higher_is_better = "f1", True  # beat F1 + downbeat F1 of the full tracker, as the old loop chose
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        return BeatModule(config)
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        t, data = config["train"], config.get("data", {})
+        seed = int(t.get("seed", 0))
+        if data.get("source") == "synthetic":
+            corpus = synth_clicks(int(data.get("synthetic_clips", 8)), float(t.get("synth_seconds", 2.0)), seed)
+        else:
+            corpus = load_beat_corpus(data.get("corpus", "data/corpus-small"), "train", t.get("max_clips"))
+        synth = synth_clicks(t["synth_clips"], t.get("synth_seconds", 6.0), seed + 1) if t.get("synth_clips") else None
+        return DataSpec(BeatBatches(corpus, synth, t, seed), int(t["batch_size"]), prebatched=True)
+
+    def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
+        """``train.init_from``: start a fresh run from a trained model folder (a resume has its own weights)."""
+        folder = config["train"].get("init_from")
+        if folder:
+            _inner(module).init_from(folder)
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """Beat and downbeat F1 (mir_eval, 70 ms) of the full tracker on the valid split of ``data.val_corpus`` (default: the corpus)
+        (click tracks of another seed for synthetic data); ``f1`` is their sum."""
+        m, t, data = _inner(module), config["train"], config.get("data", {})
+        if getattr(m, "_cadenza_val", None) is None:
+            n = int(data.get("val_clips", 32))
+            if n <= 0:
+                m._cadenza_val = []
+            elif data.get("source") == "synthetic":
+                m._cadenza_val = synth_clicks(n, float(t.get("synth_seconds", 2.0)), int(t.get("seed", 0)) + 1_000_003)
+            else:
+                try:
+                    # data.val_corpus: validate on another corpus's valid split (e.g. train on the full
+                    # preset, choose on corpus-small's valid split like the shipped model); splits are by work
+                    # everywhere (split_for), so no valid work is in either train split
+                    val_corpus = data.get("val_corpus") or data.get("corpus", "data/corpus-small")
+                    m._cadenza_val = load_beat_corpus(val_corpus, "valid", t.get("max_valid_clips") or n)
+                except CadenzaError:
+                    m._cadenza_val = []  # no valid split: "best" by training loss
+        if not m._cadenza_val:
+            return {}
+        metrics = evaluate_tracker(NeuralBeatTracker(m.model, config.get("postfilter")), m._cadenza_val)
+        return {"f1": metrics["beat_f1"] + metrics["downbeat_f1"], **metrics}
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        cfg = {"kind": MODEL_KIND, "type": MODEL_TYPE, "model": module.model.config, "postfilter": config.get("postfilter"), "train_step": progress.step, "name": config.get("name", "beats")}
+        return module.model.state_dict(), cfg
 
 
 def main(argv: list[str] | None = None) -> int:

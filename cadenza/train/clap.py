@@ -28,6 +28,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -39,7 +40,9 @@ from torch.utils.data import IterableDataset
 from cadenza.audio.mel import LOG_MEL_MIN, MelSpectrogram
 from cadenza.conditioning.text import TextEncoder
 from cadenza.errors import CadenzaError
-from cadenza.eval.clap import Clap, ClapModel, retrieval_metrics
+from cadenza.eval.clap import MODEL_KIND, MODEL_TYPE, Clap, ClapModel, retrieval_metrics
+from cadenza.registry import register_task
+from cadenza.train.tasks import DataSpec, Task, _inner
 
 LN_DB = math.log(10) / 20  # a gain of g dB adds g * LN_DB to a natural-log magnitude
 
@@ -217,6 +220,67 @@ def evaluate_retrieval(module: ClapModule, valid: tuple[list[Tensor], Tensor, np
         text = module.model.encode_text(caption_table).numpy()
     module.model.train(was_training)
     return retrieval_metrics(audio, text, clip_caption)
+
+
+# --------------------------------------------------------------------------------------- the training task
+@register_task("clap")
+class ClapTask(Task):
+    """Small CLAP text–audio model (``cadenza.train.clap.ClapModule``)."""
+
+    name, config_kind = "clap", "clap"
+    defaults = {"data": {"source": "corpus", "corpus": "data/corpus-small", "synthetic_clips": 8, "val_clips": 64}}
+    val_best, val_higher_is_better = "t2a_r@10", True  # text→audio recall@10, the number the README reports
+
+    def _corpus(self, config: dict, split: str = "train"):
+        t, data = config["train"], config.get("data", {})
+        if data.get("source") == "synthetic":
+            from cadenza.train.generator import SyntheticClips
+
+            n = int(data.get("synthetic_clips", 8)) if split == "train" else int(data.get("val_clips", 64))
+            seed = int(t.get("seed", 0)) + (0 if split == "train" else 1_000_003)
+            clips = SyntheticClips(n, max(int(t["crop_frames"]), 24), seed)
+            items = [clips[i] for i in range(n)]
+            return ClapCorpus([it["mel"].half() for it in items], [[it["caption"]] for it in items], [f"synth-{i}" for i in range(n)])
+        limit = t.get("max_clips") if split == "train" else (t.get("max_valid_clips") or int(data.get("val_clips", 64)))
+        return load_corpus(data.get("corpus", "data/corpus-small"), split, limit)
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """Retrieval on the corpus's valid split (synthetic: clips of another seed): recall@k both
+        ways and median ranks, each clip's first caption as its text."""
+        from cadenza.conditioning.text import build_text_encoder
+
+        m = _inner(module)
+        if getattr(m, "_cadenza_val", None) is None:
+            m._cadenza_val = ()
+            if int(config.get("data", {}).get("val_clips", 64)) > 0:
+                try:
+                    encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
+                    m._cadenza_val = eval_set(self._corpus(config, "valid"), encoder)
+                except CadenzaError:
+                    pass  # no valid split: "best" by training loss
+        return evaluate_retrieval(m, m._cadenza_val) if m._cadenza_val else {}
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        from cadenza.conditioning.text import build_text_encoder
+
+        corpus = self._corpus(config)
+        encoder = build_text_encoder(config["model"]["text_encoder"], config["model"]["text_dim"])
+        table, rows = encode_captions(encoder, corpus.captions)
+        module = ClapModule(config, table)
+        module._cadenza_data = (corpus, rows)  # the same corpus and caption rows feed train_data
+        return module
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        if module is None:
+            module = self.build_module(config)
+        corpus, rows = _inner(module)._cadenza_data
+        t = config["train"]
+        ds = CropBatches(corpus, rows, int(t["batch_size"]), int(t["crop_frames"]), float(t.get("gain_db", 6.0)), int(t.get("seed", 0)))
+        return DataSpec(ds, ds.batch_size, prebatched=True)
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        cfg = {"kind": MODEL_KIND, "type": MODEL_TYPE, "name": config.get("name", "clap"), "model": module.model.config, "train_step": progress.step}
+        return module.model.state_dict(), cfg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,8 @@ from cadenza.controls.base import beats_to_activations
 from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import diffusion_loss, make_noise_scheduler
 from cadenza.generators.model import build_generator
+from cadenza.registry import get_task, register_task
+from cadenza.train.tasks import DataSpec, Task, _inner
 
 MODES = ("joint", "adapter", "base")
 CONTROL_KEYS = ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")
@@ -257,6 +259,126 @@ def train_generator(config: dict, out_dir: str | os.PathLike, resume: bool = Fal
     kept for Python callers; the run folder is the runner's (docs/training.md).
     """
     from cadenza.train.runner import fit
-    from cadenza.train.tasks import get_task
 
     return fit(get_task("generator"), config, out_dir, resume=resume)
+
+
+# --------------------------------------------------------------------------------------- the training task
+@register_task("generator")
+class GeneratorTask(Task):
+    """Diffusion UNet + ControlNet adapter (``cadenza.train.generator.GeneratorModule``)."""
+
+    name, config_kind = "generator", "generator"
+    defaults = {"data": {"source": "corpus", "synthetic_clips": 64, "val_clips": 16}}
+    fsdp_methods = {"net": ("drop_text",)}  # prepare_batch swaps in the learned null prompt outside net.forward
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        return GeneratorModule(config)
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        return DataSpec(build_dataset(config), int(config.get("data", {}).get("batch_size", 8)), collate)
+
+    def after_step(self, module: Any) -> None:
+        # what GeneratorModule.optimizer_step does under a Trainer: count, then EMA
+        module.step_count += 1
+        if module.ema is not None:
+            module.update_ema()
+
+    def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
+        """Per-bin mel statistics of the training crops (the net standardises its input with them)."""
+        diffusion = config.get("diffusion", {})
+        if not config["train"].get("init_from") and diffusion.get("standardize_mel", True):
+            module.fit_mel_stats(spec.dataset, int(diffusion.get("stats_clips", 64)))
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """Diffusion loss on fixed held-out clips with fixed timesteps, noise, masks and text dropout.
+
+        The corpus's ``valid`` split (first ``data.val_clips`` clips, first ``data.frames`` frames,
+        first caption) or, for synthetic data, clips of another seed. Each batch reseeds the
+        module's generator, so the value changes only when the weights do.
+        """
+        m = _inner(module)
+        batches = getattr(m, "_cadenza_val", None)
+        if batches is None:
+            batches = m._cadenza_val = _generator_val_batches(config)
+        if not batches:
+            return {}
+        m.eval()
+        losses = []
+        for i, batch in enumerate(batches):
+            m.generator.manual_seed(1_000_003 + i)
+            losses.append(float(m.loss_on(batch)))
+        return {"loss": float(np.mean(losses))}
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        return module.export_weights(), {**config, "trained": {"steps": progress.step, "minutes": round(progress.elapsed_s / 60, 1)}}
+
+    @torch.no_grad()
+    def samples(self, module: Any, batch: Any, folder: Path, step: int) -> list[Path]:
+        """The first clip of the batch beside the model's one-shot x0 estimate at t = T/2.
+
+        Writes ``mel-stepN.png`` (clip | estimate), ``x0-stepN.wav`` (Griffin-Lim of the estimate:
+        what the model hears so far) and ``controls-stepN.png`` (the clip's controls over the
+        estimate's mel). Noise comes from its own generator seeded by the step, Griffin-Lim from
+        its own seed, and the runner restores every RNG afterwards: logging never changes training.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from cadenza.audio import denormalize_log_mel, griffin_lim, normalize_log_mel, save_audio
+        from cadenza.controls.base import ControlSet
+        from cadenza.controls.plot import plot_controls
+        from cadenza.fsutil import atomic_path
+
+        m = _inner(module)
+        clip = normalize_log_mel(batch["mel"][:1]).clamp(-1, 1)
+        x0 = m.net.standardize(clip)  # the space the net is trained in
+        sched = m.noise_scheduler
+        t = torch.full((1,), sched.config.num_train_timesteps // 2, dtype=torch.long)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(step)).to(x0)
+        xt = sched.add_noise(x0, noise, t)
+        text = m.text_encoder.encode(batch["caption"][:1]).to(x0.device)
+        m.net.eval()
+        pred = m.net(xt, t.to(x0.device), text, None, use_adapter=False)
+        acp = sched.alphas_cumprod[t].to(x0)
+        x0_hat = acp.sqrt() * xt - (1 - acp).sqrt() * pred if sched.config.prediction_type == "v_prediction" else (xt - (1 - acp).sqrt() * pred) / acp.sqrt()
+        estimate = m.net.destandardize(x0_hat).clamp(-1, 1)[0].float().cpu()
+        folder.mkdir(parents=True, exist_ok=True)
+        fig, axes = plt.subplots(1, 2, figsize=(6, 2.5))
+        for ax, img, title in zip(axes, (clip[0].float().cpu(), estimate), ("clip", f"x0 estimate, step {step}")):
+            ax.imshow(img.numpy(), origin="lower", aspect="auto", vmin=-1, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        mel_png = folder / f"mel-step{step:07d}.png"
+        with atomic_path(mel_png, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=60, format="png")
+        plt.close(fig)
+        logmel = denormalize_log_mel(estimate)
+        audio = griffin_lim(logmel[None], n_iter=int(m.config.get("griffin_lim_iters", 32)))[0]
+        wav = save_audio(folder / f"x0-step{step:07d}.wav", audio.numpy())
+        T = logmel.shape[-1]
+        c = {k: batch[k][0].float().cpu().numpy() for k in ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")}
+        controls = ControlSet(n_frames=T, **{k: v.reshape(T, -1) if k in ("melody", "rhythm") else v.reshape(T) for k, v in c.items()})
+        plot = plot_controls(controls, logmel.numpy(), folder / f"controls-step{step:07d}.png", title=f"{batch['caption'][0]} (x0 estimate, step {step})", dpi=60)
+        return [mel_png, wav, plot]
+
+
+def _generator_val_batches(config: dict) -> list[dict[str, Any]]:
+    """The generator's fixed validation batches ([] when the corpus has no valid split)."""
+    data = config.get("data", {})
+    n, frames, batch = int(data.get("val_clips", 16)), int(data.get("frames", 256)), int(data.get("batch_size", 8))
+    if n <= 0:
+        return []
+    if data.get("source", "corpus") == "synthetic":
+        ds: Any = SyntheticClips(n, frames, int(config["train"].get("seed", 0)) + 1_000_003)
+    else:
+        from cadenza.data.dataset import ClipDataset
+
+        try:
+            ds = ClipDataset(data.get("corpus", "data/corpus-small"), "valid", frames, controls=data.get("controls", "extracted"), random_crop=False, random_caption=False)
+        except CadenzaError:
+            return []
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    return [collate(items[i : i + batch]) for i in range(0, len(items), batch)]

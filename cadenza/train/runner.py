@@ -47,24 +47,8 @@ from cadenza.checkpoint import save_model_folder
 from cadenza.config import write_json_atomic
 from cadenza.errors import CadenzaError
 from cadenza.train.state import CheckpointManager, Progress, capture_rng, module_generators, restore_rng
-from cadenza.train.tasks import DataSpec, Task, deep_merge, get_task, set_step, step_of
+from cadenza.train.tasks import RUNNER_DEFAULTS, DataSpec, Task, deep_merge, get_task, set_step, step_of
 
-RUNNER_DEFAULTS: dict[str, Any] = {
-    "launch": {
-        "accelerator": "cpu",
-        "devices": 1,
-        "num_nodes": 1,
-        "strategy": "auto",
-        "precision": "32-true",
-        "compile": False,
-        "compile_backend": "inductor",
-        "num_workers": 0,
-        "find_unused_parameters": True,
-        "threads": None,
-    },
-    "checkpoint": {"every_steps": 100, "keep_last": 3},
-    "log": {"every_steps": None, "samples_every_steps": 0, "val_every_steps": None, "progress": True},
-}
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "single_device")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")

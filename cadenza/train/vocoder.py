@@ -24,6 +24,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -42,7 +43,9 @@ from cadenza.representations.discriminators import (
     generator_hinge_loss,
     phase_loss,
 )
+from cadenza.registry import register_task
 from cadenza.representations.vocoder import build_generator
+from cadenza.train.tasks import DataSpec, Task, _inner
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -271,3 +274,91 @@ def mel_l1(generator: torch.nn.Module, audio: Tensor, mel: MelSpectrogram) -> fl
     out = mel(generator(logmel))
     frames = min(out.shape[-1], logmel.shape[-1])
     return float((out[..., :frames] - logmel[..., :frames]).abs().mean())
+
+
+# --------------------------------------------------------------------------------------- the training task
+def synthetic_tones(n: int, seconds: float, seed: int, sample_rate: int = 22050) -> list[np.ndarray]:
+    """Short harmonic glides for smoke-testing the vocoder without a corpus."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    out = []
+    for _ in range(n):
+        f = rng.uniform(110, 880) * 2 ** (rng.uniform(-1, 1) * t / max(seconds, 1e-6))
+        phase = 2 * np.pi * np.cumsum(f) / sample_rate
+        out.append((0.3 * (np.sin(phase) + 0.3 * np.sin(2 * phase))).astype(np.float32))
+    return out
+
+
+@register_task("vocoder")
+class VocoderTask(Task):
+    """Vocos-style vocoder, GAN with two optimizers (``cadenza.train.vocoder.VocoderModule``).
+
+    Its ``training_step`` does two backward passes (D then G) by manual optimisation, which DDP's
+    one-forward/one-backward hooks cannot follow, so under several processes the runner averages
+    each optimizer's gradients across ranks right before it steps (``manual_grad_sync``).
+    """
+
+    name, config_kind = "vocoder", "vocoder"
+    track = "mel_l1"
+    manual_grad_sync = True
+    defaults = {"data": {"source": "manifest", "synthetic_clips": 4, "synthetic_seconds": 1.0, "val_clips": 12, "val_seconds": 3.0}}
+
+    def build_module(self, config: dict) -> torch.nn.Module:
+        return VocoderModule(config)
+
+    def train_data(self, config: dict, module: Any = None) -> DataSpec:
+        t, data = config["train"], config.get("data", {})
+        sr = int(config.get("mel", {}).get("sample_rate", 22050))
+        if data.get("source") == "synthetic":
+            tones = synthetic_tones(int(data.get("synthetic_clips", 4)), float(data.get("synthetic_seconds", 1.0)), int(t.get("seed", 0)), sr)
+            ds = _ArrayCrops(tones, int(t["crop_samples"]), int(t.get("seed", 0)))
+        else:
+            if not t.get("data"):
+                raise CadenzaError("the vocoder config names no training data (train.data is null)", "pass train.data=path/to/manifest.jsonl, or data.source=synthetic for a smoke test")
+            ds = RandomCropDataset(read_manifest(t["data"], "train"), int(t["crop_samples"]), int(t.get("seed", 0)), sample_rate=sr)
+        return DataSpec(ds, int(t["batch_size"]))
+
+    def train_step(self, module: Any, batch: Any, optimizers: list, schedulers: list, fabric: Any) -> dict[str, float]:
+        inner = _inner(module)
+        with fabric.autocast():
+            inner.training_step(batch, 0)  # D and G updates via self.optimizers() / manual_backward (Fabric-aware)
+        return dict(inner.last_log)
+
+    def validate(self, module: Any, config: dict) -> dict[str, float]:
+        """``mel_l1`` of the generator's resynthesis of fixed held-out crops (the manifest's valid split,
+        or tones of another seed for synthetic data); the "best" checkpoint follows it."""
+        m, data = _inner(module), config.get("data", {})
+        n, seconds = int(data.get("val_clips", 12)), float(data.get("val_seconds", 3.0))
+        if n <= 0:
+            return {}
+        if getattr(m, "_cadenza_val", None) is None:
+            seed = int(config["train"].get("seed", 0))
+            if data.get("source") == "synthetic":
+                m._cadenza_val = torch.from_numpy(np.stack(synthetic_tones(n, seconds, seed + 1_000_003, int(config.get("mel", {}).get("sample_rate", 22050)))))
+            else:
+                m._cadenza_val = heldout_crops(config["train"]["data"], n, seconds, seed, split="valid")
+        m.generator.eval()
+        return {"mel_l1": mel_l1(m.generator, m._cadenza_val, m.mel)}
+
+    def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        gen = module.generator
+        cfg = {**config, "model": gen.config.to_dict(), "mel": gen.mel_config.to_dict(), "training": {"steps": progress.step}}
+        return gen.state_dict(), cfg
+
+
+def _array_crops_cls():
+    class ArrayCrops(RandomCropDataset):
+        """``RandomCropDataset`` over waveforms already in memory (same crops, gains, silence skipping)."""
+
+        def __init__(self, audio: list[np.ndarray], crop_samples: int, seed: int = 0, gain_db: tuple[float, float] = (-12.0, 0.0)) -> None:
+            IterableDataset.__init__(self)
+            self.crop, self.seed, self.gain_db = int(crop_samples), int(seed), gain_db
+            self.audio = [a for a in audio if a.shape[0] >= self.crop]
+            if not self.audio:
+                raise CadenzaError(f"no clip of at least {self.crop} samples", "use longer clips or a shorter crop")
+
+    return ArrayCrops
+
+
+def _ArrayCrops(*args: Any, **kwargs: Any) -> IterableDataset:
+    return _array_crops_cls()(*args, **kwargs)
