@@ -47,6 +47,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -66,6 +67,7 @@ CSP = (
 )
 CSRF_HEADER = "x-requested-with"
 CSRF_VALUE = "cadenza"
+FORM_HINT = "send the form as the studio page does: text fields under 256 KB each, at most 64 fields and 3 files"
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"]
 
 
@@ -94,20 +96,42 @@ class BodyLimit:
         self.total_s = total_s
         self.idle_s = idle_s
 
-    def _timed(self, receive: Any) -> Any:
-        """``receive`` with the idle and total deadlines; past either it raises ``BodyTimeout``."""
+    def _timed(self, scope: dict, receive: Any, send: Any) -> tuple[Any, Any]:
+        """``(receive, send)`` for the app with the body deadlines enforced here, outside every other layer.
+
+        Past a deadline the client gets a JSON 408 at once (unless a response has started), the app is
+        told the client disconnected (so the form parser stops), and whatever the app sends after
+        that is dropped. Raising instead would surface inside starlette's middleware task groups as
+        an unhandled ExceptionGroup.
+        """
         deadline = time.monotonic() + self.total_s
+        state = {"started": False, "timed_out": False}
 
         async def timed_receive() -> dict:
+            if state["timed_out"]:
+                return {"type": "http.disconnect"}
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise BodyTimeout(f"more than {self.total_s:g} s in all")
             try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
                 return await asyncio.wait_for(receive(), timeout=min(self.idle_s, left))
             except asyncio.TimeoutError:
-                raise BodyTimeout(f"nothing received for {min(self.idle_s, left):.3g} s") from None
+                what = f"more than {self.total_s:g} s in all" if left <= self.idle_s else f"nothing received for {self.idle_s:g} s"
+                if not state["started"]:
+                    state["started"] = True
+                    err = BodyTimeout(what)
+                    await _error(err.status, err.message, err.hint, {"Connection": "close"})(scope, receive, send)
+                state["timed_out"] = True
+                return {"type": "http.disconnect"}
 
-        return timed_receive
+        async def guarded_send(message: dict) -> None:
+            if state["timed_out"]:
+                return
+            if message.get("type") == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        return timed_receive, guarded_send
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
@@ -131,7 +155,7 @@ class BodyLimit:
             if response is not None:
                 await response(scope, receive, send)
                 return
-            receive = self._timed(receive)
+            receive, send = self._timed(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -155,15 +179,22 @@ def create_app(studio: Studio, config: StudioConfig | None = None):
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException):
         message = err.detail if isinstance(err.detail, str) else "bad request"
+        hint = FORM_HINT if err.status_code == 400 else None  # starlette's form parser: a part too large, too many files
         if err.status_code == 404:
-            message = f"no such page: {request.url.path[:80]}"
-        return _error(err.status_code, message, "see the studio page for what it serves" if err.status_code == 404 else None)
+            message, hint = f"no such page: {request.url.path[:80]}", "see the studio page for what it serves"
+        elif err.status_code == 405:
+            hint = "see the API list in cadenza/app/server.py for each route's method"
+        return _error(err.status_code, message, hint)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, err: RequestValidationError):
         first = err.errors()[0] if err.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
         return _error(400, f"{where or 'request'}: {first.get('msg', 'invalid value')}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, err: ClientDisconnect):
+        return Response(status_code=400)  # nobody to answer (or BodyLimit answered 408 already): not a fault to log
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, err: Exception):

@@ -129,7 +129,7 @@ def parse_points(raw: str | None, duration: float, limits: Limits) -> list[list[
     if _blank(raw):
         raise RequestError("dynamics_points: no curve drawn", "draw the dynamics curve on the canvas, or pick a shape instead")
     text = str(raw)
-    if len(text) > 64 * limits.max_points:  # before parsing: a pair never needs more than a few dozen characters
+    if len(text) > 32 * limits.max_points:  # before parsing: a pair never needs more than a few dozen characters
         raise RequestError(f"dynamics_points: {len(text):,} characters is too long", f"send at most {limits.max_points} [time_s, db] pairs")
     try:
         pts = json.loads(text)
