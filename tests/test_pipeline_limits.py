@@ -72,7 +72,7 @@ def test_continue_and_inpaint_check_seed_and_span(gen) -> None:
         gen.continue_audio(AUDIO, "x", duration=1.5, seed="abc", steps=1)
     with pytest.raises(CadenzaError, match="start: 'a' is not a number"):
         gen.inpaint(AUDIO, "a", 0.5, "x", steps=1)
-    with pytest.raises(CadenzaError, match="waveform"):
+    with pytest.raises(CadenzaError, match="audio: expected real-valued samples"):
         gen.extract_controls(np.array(["a", "b"]))
 
 
