@@ -206,3 +206,28 @@ def test_evaluate_errors(gen):
         gen.evaluate(wave, SAMPLE_RATE, longer)
     with pytest.raises(CadenzaError, match="pitch classes"):
         gen.evaluate(wave, SAMPLE_RATE, melody=np.full(frames_for_duration(1.0), 14))
+
+
+def test_control_guidance_through_the_api_and_cli(gen, model_dir, tmp_path, capsys):
+    common = dict(melody="C4:0.5 E4:0.5", dynamics="crescendo", bpm=120, duration=1.0, seed=4, **FAST)
+    off, _ = gen.generate("calm piano", control_cfg=0, **common)
+    default, _ = gen.generate("calm piano", **common)  # the debug config sets no control_cfg: off
+    assert np.array_equal(off, default) and gen.last_info["control_cfg"] == 0.0
+    on, _ = gen.generate("calm piano", control_cfg="melody=3,rhythm=1", **common)
+    assert gen.last_info["control_cfg"] == {"melody": 3.0, "rhythm": 1.0} and not np.allclose(on, off)
+    again, _ = gen.generate("calm piano", control_cfg={"melody": 3, "rhythm": 1}, **common)
+    assert np.array_equal(on, again)
+    clip = np.zeros(SAMPLE_RATE, np.float32)
+    gen.continue_audio(clip, "x", duration=1.5, control_cfg=2, bpm=90, steps=1)
+    assert gen.last_info["control_cfg"] == 2.0
+    gen.inpaint(clip, 0.2, 0.6, "x", control_cfg=2, bpm=90, steps=1)
+    assert gen.last_info["control_cfg"] == 2.0
+    with pytest.raises(CadenzaError, match="control_cfg"):
+        gen.generate("x", control_cfg="tempo=2", **common)
+    out = tmp_path / "g.wav"
+    assert main(["generate", "x", "--out", str(out), "--model", str(model_dir), "--steps", "1", "--duration", "1", "--bpm", "90", "--control-cfg", "2.5"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["control_cfg"] == 2.5
+    assert "control cfg 2.5" in " ".join(capsys.readouterr().err.split())
+    assert main(["generate", "x", "--out", str(out), "--model", str(model_dir), "--control-cfg", "much"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "control_cfg" in err and "Traceback" not in err
