@@ -41,6 +41,7 @@ from cadenza.conditioning.cfg import parse_control_scale
 from cadenza.conditioning.controls import controls_to_tensors
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.controls.registry import CONTROLS
 from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import SAMPLERS, sample
 from cadenza.generators.model import load_generator, weights_digest
@@ -149,8 +150,7 @@ def resolve_controls(
         if isinstance(value, (np.ndarray, list, torch.Tensor)):
             sources[name] = "array"
             arr = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            trailing = {"melody": (12,), "dynamics": (), "rhythm": (2,)}[name]
-            arr = _check_frames(name, arr, n_frames, trailing)
+            arr = _check_frames(name, arr, n_frames, CONTROLS[name].shape)
             if name == "melody":
                 return _as_pitch_frames(arr, n_frames)
             cs = ControlSet.empty(n_frames)
@@ -159,13 +159,7 @@ def resolve_controls(
             return cs.validate()
         if isinstance(value, (str, os.PathLike)):
             sources[name] = str(value)
-            if name == "melody":
-                cs = files.read_melody(value, n_frames, bpm=bpm or 120.0)
-            elif name == "dynamics":
-                cs = files.read_dynamics(value, n_frames)
-            else:
-                cs = files.read_rhythm(value, n_frames)
-            return cs.fit_length(n_frames)
+            return CONTROLS[name].render(value, n_frames, bpm=bpm or 120.0)  # each control's creator formats (controls/registry.py)
         raise CadenzaError(f"{name}: cannot use a {type(value).__name__} as a control", "give a file path, a string, an array or a ControlSet")
 
     for name, value in (("melody", melody), ("dynamics", dynamics), ("rhythm", rhythm)):

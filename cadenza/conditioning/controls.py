@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.controls.base import CONTROL_NAMES, FRAME_FIELDS, ControlSet
+from cadenza.controls.registry import CONTROLS
 
 DYN_CENTER_DB = -35.0
 DYN_SCALE_DB = 25.0
-CONTROL_DIMS = {"melody": 12, "dynamics": 1, "rhythm": 2}
+CONTROL_DIMS = {name: spec.dim for name, spec in CONTROLS.items()}  # numbers per frame (cadenza/controls/registry.py)
 MASK_KEYS = tuple(f"{n}_mask" for n in CONTROL_NAMES)
 
 
@@ -41,10 +42,12 @@ def controls_to_tensors(controls: ControlSet | Sequence[ControlSet], device: tor
     """
     sets = [controls] if isinstance(controls, ControlSet) else list(controls)
     out: dict[str, torch.Tensor] = {}
-    for key in ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask"):
+    for key in FRAME_FIELDS:
         arr = np.stack([np.asarray(getattr(cs, key), dtype=np.float32) for cs in sets])
         out[key] = torch.from_numpy(arr).to(device)
-    out["dynamics"] = out["dynamics"].unsqueeze(-1)
+    for name, spec in CONTROLS.items():
+        if not spec.shape:  # a scalar control (dynamics): (B, T) → (B, T, 1), like every other control
+            out[name] = out[name].unsqueeze(-1)
     return out
 
 

@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.audio.format import FRAME_RATE, time_to_frame
+from cadenza.controls.registry import CONTROL_NAMES, CONTROLS
 from cadenza.errors import CadenzaError
 from cadenza.fsutil import atomic_path
 
-CONTROL_NAMES = ("melody", "dynamics", "rhythm")
+# the frame-level fields of a ControlSet, every control's values then its mask (cadenza/controls/registry.py)
+FRAME_FIELDS: tuple[str, ...] = tuple(f for name in CONTROL_NAMES for f in (name, f"{name}_mask"))
 DB_FLOOR = -100.0
 DB_CEIL = 6.0  # a full-scale square wave reads 0 dBFS; allow a little headroom for creator curves
 NPZ_FORMAT_VERSION = 1
@@ -80,10 +82,7 @@ class ControlSet:
     def validate(self) -> "ControlSet":
         """Check shapes, ranges and finiteness; raise ``CadenzaError`` saying which control is off."""
         T = int(self.n_frames)
-        expected = {
-            "melody": (T, 12), "melody_mask": (T,), "dynamics": (T,), "dynamics_mask": (T,),
-            "rhythm": (T, 2), "rhythm_mask": (T,),
-        }
+        expected = {f: shape for spec in CONTROLS.values() for f, shape in ((spec.name, spec.frame_shape(T)), (spec.mask_field, (T,)))}
         for name, shape in expected.items():
             value = np.asarray(getattr(self, name), dtype=np.float32)
             if value.shape != shape:
@@ -94,7 +93,7 @@ class ControlSet:
             if not np.isfinite(value).all():
                 raise CadenzaError(f"control '{name}' contains NaN or infinite values")
             object.__setattr__(self, name, value)
-        for name in ("melody_mask", "dynamics_mask", "rhythm_mask"):
+        for name in (spec.mask_field for spec in CONTROLS.values()):
             if not np.isin(getattr(self, name), (0.0, 1.0)).all():
                 raise CadenzaError(f"mask '{name}' must contain only 0 (free) and 1 (given)")
         if (self.melody < 0).any() or (self.melody > 1).any() or (self.melody.sum(axis=1) > 1 + 1e-5).any():
@@ -156,7 +155,7 @@ class ControlSet:
         src = other if other is not None else ControlSet.empty(self.n_frames)
         if src.n_frames != self.n_frames:
             raise CadenzaError(f"cannot combine controls of {src.n_frames} and {self.n_frames} frames")
-        events = {"melody": "melody_notes", "dynamics": "dynamics_points", "rhythm": "beats"}[name]
+        events = CONTROLS[name].events
         return replace(
             self,
             **{name: getattr(src, name).copy(), f"{name}_mask": getattr(src, f"{name}_mask").copy(), events: getattr(src, events).copy()},
@@ -175,7 +174,7 @@ class ControlSet:
             return replace(self)
         T = min(n_frames, self.n_frames)
         out = ControlSet.empty(n_frames)
-        for name in ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask"):
+        for name in FRAME_FIELDS:
             getattr(out, name)[:T] = getattr(self, name)[:T]
         end = (n_frames - 1) / FRAME_RATE
         out.melody_notes = self.melody_notes[self.melody_notes[:, 0] < end].copy()
@@ -206,11 +205,7 @@ class ControlSet:
     # ------------------------------------------------------------------ tensors
     def as_arrays(self) -> dict[str, np.ndarray]:
         """The frame-level arrays, for models and caches."""
-        return {
-            "melody": self.melody, "melody_mask": self.melody_mask,
-            "dynamics": self.dynamics, "dynamics_mask": self.dynamics_mask,
-            "rhythm": self.rhythm, "rhythm_mask": self.rhythm_mask,
-        }
+        return {name: getattr(self, name) for name in FRAME_FIELDS}
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
