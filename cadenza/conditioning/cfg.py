@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from cadenza.conditioning.text import TextEmbedding
+from cadenza.limits import MAX_GUIDANCE
 
 
 def null_text(null_tokens: torch.Tensor, null_pooled: torch.Tensor, batch: int, length: int) -> TextEmbedding:
@@ -116,7 +117,7 @@ def guide_multi(
     return pred
 
 
-MAX_CONTROL_SCALE = 20.0
+MAX_CONTROL_SCALE = MAX_GUIDANCE  # the one limit on every guidance scale (cadenza.limits)
 
 
 def parse_control_scale(value: object, names: Sequence[str]) -> float | dict[str, float]:
