@@ -138,7 +138,7 @@ def parse_control_scale(value: object, names: Sequence[str]) -> float | dict[str
         except (TypeError, ValueError):
             raise CadenzaError(f"{what} must be a number, got {text!r}", hint) from None
         if not (0.0 <= x <= MAX_CONTROL_SCALE):  # also refuses NaN
-            raise CadenzaError(f"{what} {x:g} is out of range", f"use 0 (off) to {MAX_CONTROL_SCALE:g}; 1-4 is typical")
+            raise CadenzaError(f"{what} {x:g} is out of range", f"use 0 (off) to {MAX_CONTROL_SCALE:g}; the shipped model defaults to 7")
         return x
 
     if isinstance(value, str) and "=" in value:
