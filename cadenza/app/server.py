@@ -67,6 +67,7 @@ CSP = (
 )
 CSRF_HEADER = "x-requested-with"
 CSRF_VALUE = "cadenza"
+DEFAULT_HINT = "GET /api/options lists what the studio accepts"  # every refusal says where to look
 FORM_HINT = "send the form as the studio page does: text fields under 256 KB each, at most 64 fields and 3 files"
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"]
 
@@ -170,11 +171,11 @@ def create_app(studio: Studio, config: StudioConfig | None = None):
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, err: RequestError):
         headers = {"Retry-After": str(err.retry_after)} if isinstance(err, Busy) else None
-        return _error(err.status, err.message, err.hint, headers)
+        return _error(err.status, err.message, err.hint or DEFAULT_HINT, headers)
 
     @app.exception_handler(CadenzaError)
     async def _cadenza_error(request: Request, err: CadenzaError):
-        return _error(400, err.message, err.hint)
+        return _error(400, err.message, err.hint or DEFAULT_HINT)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, err: StarletteHTTPException):
