@@ -66,6 +66,7 @@ def _register() -> None:
     serve_cli.register(app)
     from cadenza.cli import eval as eval_cli
     app.add_typer(eval_cli.app, name="eval")
+    __import__("cadenza.cli.models", fromlist=["register"]).register(app)
 
 
 _register()

@@ -1,0 +1,58 @@
+"""The Music ControlNet network as a ``cadenza.protocols.Generator``.
+
+Why: a pipeline that serves every family calls ``generator.sample(request, conditions,
+progress)`` and nothing family-specific. This thin adapter gives the existing network that
+call for one window of frames; windowing long outputs, continuation and inpainting stay with
+the pipeline, which hands the known frames in through ``conditions``. It samples exactly what
+``Cadenza._sample_mel`` samples for a single window (tested), in normalised-mel units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from cadenza.errors import CadenzaError
+from cadenza.generators.controlnet import MusicControlNet
+from cadenza.generators.diffusion import sample
+from cadenza.protocols import GenerationRequest, ProgressCallback
+
+
+class ControlNetGenerator:
+    """``sample(request, conditions, progress)`` → normalised mels (B = one per seed, n_mels, T).
+
+    ``conditions``: ``text`` (a ``TextEmbedding`` of the prompt), ``n_frames``, and optionally
+    ``controls`` (``controls_to_tensors`` output), ``known`` (normalised mels) with ``known_mask``.
+    """
+
+    def __init__(self, net: MusicControlNet, config: dict) -> None:
+        self.net, self.config = net, config
+
+    @property
+    def sampling(self) -> dict:
+        return self.config.get("sampling", {})
+
+    def sample(self, request: GenerationRequest, conditions: Mapping[str, Any], progress: ProgressCallback | None = None) -> torch.Tensor:
+        request = request.with_defaults({"steps": 25, "cfg": 3.0, "sampler": "dpmsolver++", **self.sampling})
+        if "text" not in conditions or "n_frames" not in conditions:
+            raise CadenzaError("the generator needs conditions 'text' and 'n_frames'", "the pipeline prepares them")
+        b = len(request.seeds)
+        text = conditions["text"]
+        if len(text) != b:
+            text = text.repeat(b // len(text))
+        controls = conditions.get("controls")
+        if controls is not None:
+            controls = {k: v.expand(b, *v.shape[1:]).contiguous() for k, v in controls.items()}
+        known, known_mask = conditions.get("known"), conditions.get("known_mask")
+        if known is not None:
+            known = self.net.standardize(known).expand(b, -1, -1).clone()
+            known_mask = known_mask.expand(b, -1).clone().float()
+        gens = [torch.Generator().manual_seed(int(s)) for s in request.seeds]
+        x = sample(
+            self.net, text, controls, int(conditions["n_frames"]), gens, steps=int(request.steps), cfg=float(request.cfg),
+            sampler=str(request.sampler), diffusion=self.config.get("diffusion"), known=known, known_mask=known_mask,
+            callback=progress, control_cfg=request.control_cfg or 0.0,
+        )
+        return self.net.destandardize(x)
