@@ -408,6 +408,17 @@ def tasks() -> dict[str, Any]:
     return dict(_TASKS)
 
 
+def family_for_task(name: str) -> Family | None:
+    """The family whose training task is ``name`` (None for a task no family claims)."""
+    return next((f for f in families() if f.task == name), None)
+
+
+def stamp_for_task(name: str, config: dict) -> dict:
+    """A model-folder config exported by task ``name``, with its family's ``kind``/``type`` first."""
+    family = family_for_task(name)
+    return family.stamp(config) if family is not None else config
+
+
 def get_task(name: str) -> Any:
     """The training task ``name`` (CadenzaError listing the choices otherwise)."""
     if name not in _TASKS:

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler
 from cadenza.checkpoint import save_model_folder
 from cadenza.config import write_json_atomic
 from cadenza.errors import CadenzaError
+from cadenza.registry import stamp_for_task
 from cadenza.train.state import CheckpointManager, Progress, capture_rng, module_generators, restore_rng
 from cadenza.train.tasks import RUNNER_DEFAULTS, DataSpec, Task, deep_merge, get_task, set_step, step_of
 
@@ -438,7 +439,7 @@ def _run(fabric: L.Fabric, task: Task, config: dict, out: Path, resume: bool) ->
     model_dir = out / "model"
     if rank == 0:
         weights, model_cfg = task.export(_plain(task, config, module, state) if fsdp else module, config, progress)
-        save_model_folder(model_dir, weights, model_cfg)
+        save_model_folder(model_dir, weights, stamp_for_task(task.name, model_cfg))  # the folder names its family
         _export_best(task, config, manager, out / "best")
     fabric.barrier()
     for logger in fabric.loggers:
@@ -545,7 +546,7 @@ def _export_best(task: Task, config: dict, manager: CheckpointManager, folder: P
     if loaded is None or loaded.folder.name != best["name"]:
         return
     weights, model_cfg = task.export(_plain(task, config, None, loaded.model, loaded.progress.step), config, loaded.progress)
-    save_model_folder(folder, weights, {**model_cfg, "best": best})
+    save_model_folder(folder, weights, stamp_for_task(task.name, {**model_cfg, "best": best}))
 
 
 def fit_folder(task: str, config_name: str, overrides: list[str], out: str | os.PathLike, max_minutes: float | None = None,

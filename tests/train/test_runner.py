@@ -70,6 +70,11 @@ def test_every_task_builds_its_configs_and_trains_a_step(model, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 1 and all(v == v for v in log[-1].values())  # no NaN
     assert exported  # a model-folder config to ship
+    from cadenza.registry import family_for_task, load_model
+
+    family = family_for_task(model)
+    assert (exported["kind"], exported["type"]) == (family.kind, family.type)  # the folder names its family
+    assert load_model(folder).family is family  # and loads through the one loader
     assert (tmp_path / "logs" / "version_0" / "metrics.csv").read_text().count("\n") >= 2  # header + a row
 
 
