@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cadenza.controls.registry import CONTROL_NAMES
 from cadenza.errors import CadenzaError
 from cadenza.history import DEFAULT_ROOT
 
@@ -105,7 +106,7 @@ def history_list(
     for col in ("id", "when", "status", "prompt", "controls", "seed", "s", "model"):
         table.add_column(col)
     for g in rows:
-        controls = " ".join(f"{n}:{g.request[n]['mode']}" for n in ("melody", "dynamics", "rhythm") if g.request.get(n, {}).get("mode", "none") != "none")
+        controls = " ".join(f"{n}:{g.request[n]['mode']}" for n in CONTROL_NAMES if g.request.get(n, {}).get("mode", "none") != "none")
         table.add_row(
             g.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(g.created)), g.status, g.prompt[:40] or "(none)",
             controls or "free", str(g.seed), f"{g.duration_s:g}", g.model_id,

@@ -35,7 +35,8 @@ from cadenza.audio import SAMPLE_RATE, MelSpectrogram, normalize_log_mel
 from cadenza.checkpoint import load_model_folder
 from cadenza.conditioning.controls import MASK_KEYS, random_control_masks
 from cadenza.conditioning.text import build_text_encoder
-from cadenza.controls.base import beats_to_activations
+from cadenza.controls.base import FRAME_FIELDS, beats_to_activations
+from cadenza.controls.registry import CONTROLS
 from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import diffusion_loss, make_noise_scheduler
 from cadenza.generators.model import build_generator
@@ -43,7 +44,7 @@ from cadenza.registry import get_task, register_task
 from cadenza.train.tasks import DataSpec, Task, _inner
 
 MODES = ("joint", "adapter", "base")
-CONTROL_KEYS = ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")
+CONTROL_KEYS = FRAME_FIELDS  # every control and its mask (cadenza/controls/registry.py)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -359,8 +360,8 @@ class GeneratorTask(Task):
         audio = griffin_lim(logmel[None], n_iter=int(m.config.get("griffin_lim_iters", 32)))[0]
         wav = save_audio(folder / f"x0-step{step:07d}.wav", audio.numpy())
         T = logmel.shape[-1]
-        c = {k: batch[k][0].float().cpu().numpy() for k in ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")}
-        controls = ControlSet(n_frames=T, **{k: v.reshape(T, -1) if k in ("melody", "rhythm") else v.reshape(T) for k, v in c.items()})
+        c = {k: batch[k][0].float().cpu().numpy() for k in CONTROL_KEYS}
+        controls = ControlSet(n_frames=T, **{k: v.reshape(T, *CONTROLS[k].shape) if k in CONTROLS else v.reshape(T) for k, v in c.items()})
         plot = plot_controls(controls, logmel.numpy(), folder / f"controls-step{step:07d}.png", title=f"{batch['caption'][0]} (x0 estimate, step {step})", dpi=60)
         return [mel_png, wav, plot]
 
