@@ -214,3 +214,21 @@ def test_every_trainable_family_has_its_task_registered_where_it_is_defined() ->
         assert type(get_task(name)).__module__ == f"cadenza.train.{name}"
     with pytest.raises(CadenzaError, match="unknown model 'nope'"):
         get_task("nope")
+
+
+# ------------------------------------------------------------------------------------- the docs
+def test_architecture_doc_examples_run(tmp_path) -> None:
+    """docs/architecture.md's Python blocks, in order (its worked example registers the toy family)."""
+    import re
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {"tmp": tmp_path}
+    try:
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"docs/architecture.md block {i + 1}", "exec"), namespace)
+        assert main(["models"]) == 0
+    finally:
+        unregister_family("toy", "toy-conv")
+    assert "toy/toy-conv" not in {f.key for f in registry.families()}
