@@ -227,7 +227,14 @@ def families() -> list[Family]:
 
 
 def get_family(kind: str, type: str | None = None) -> Family:
-    """The family ``kind``/``type`` (``type`` may be left out when the kind has only one)."""
+    """The family ``kind``/``type`` (``type`` may be left out when the kind has only one).
+
+    An exact ``kind``/``type`` that is registered already (its module is imported: the caller's
+    own family) is answered without importing the other families: loading the generator does
+    not pay for importing the beat tracker and CLAP modules.
+    """
+    if type is not None and f"{kind}/{type}" in _FAMILIES:
+        return _FAMILIES[f"{kind}/{type}"]
     discover()
     if type is not None and f"{kind}/{type}" in _FAMILIES:
         return _FAMILIES[f"{kind}/{type}"]
