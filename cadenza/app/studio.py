@@ -93,6 +93,7 @@ class Studio:
             "duration": float(min(sampling.get("duration", 6.0), self.limits.max_duration_s)),
             "steps": int(sampling.get("steps", 25)),
             "cfg": float(sampling.get("cfg", 3.0)),
+            "control_cfg": sampling.get("control_cfg", 0.0),
         }
         self.queue = JobQueue(config.max_concurrent, config.queue)
         self._mel = MelSpectrogram()
@@ -196,6 +197,7 @@ class Studio:
         req.duration = self.defaults["duration"] if req.duration is None else req.duration
         req.steps = self.defaults["steps"] if req.steps is None else req.steps
         req.cfg = self.defaults["cfg"] if req.cfg is None else req.cfg
+        req.control_cfg = self.defaults["control_cfg"] if req.control_cfg is None else req.control_cfg
         return req
 
     def submit(self, fields: Mapping[str, str], files: Mapping[str, tuple[str | None, BinaryIO]] | None = None) -> Job:
@@ -265,7 +267,9 @@ class Studio:
         t1 = time.perf_counter()
         gen = self._pool.get()
         try:
-            wave, sr = gen.generate(req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg)
+            wave, sr = gen.generate(
+                req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg, control_cfg=req.control_cfg
+            )
             info = dict(gen.last_info)
             model_id = gen.model_id
         finally:
@@ -291,6 +295,7 @@ class Studio:
         record = {
             "timings": timings, "adherence": scores, "controls": info.get("controls", {}), "vocoder": info.get("vocoder"),
             "sampler": info.get("sampler"), "steps": info.get("steps"), "cfg": info.get("cfg"),
+            "control_cfg": info.get("control_cfg"),
             "sample_rate": sr, "samples": int(len(wave)),
         }
         return self.history.commit(

@@ -57,6 +57,7 @@ class GenerationRequest:
     seed: int = 0
     steps: int | None = None
     cfg: float | None = None
+    control_cfg: float | dict | None = None  # one scale, or {control: scale}; None = the model's
     bpm: float = 120.0
     meter: str = "4"
     melody: dict = field(default_factory=lambda: {"mode": "none"})
@@ -87,6 +88,21 @@ class GenerationRequest:
 
 def _blank(value: str | None) -> bool:
     return value is None or str(value).strip() == ""
+
+
+def _control_scale(fields: Mapping) -> float | dict | None:
+    """The form's ``control_cfg``: blank = the model's default, else a number or ``melody=7,rhythm=3``."""
+    from cadenza.conditioning.cfg import parse_control_scale
+
+    text = str(fields.get("control_cfg") or "").strip()
+    if not text:
+        return None
+    if len(text) > 200:
+        raise RequestError("control_cfg: too long", "give one number or a few name=scale pairs")
+    try:
+        return parse_control_scale(text, CONTROL_NAMES)
+    except CadenzaError as err:
+        raise RequestError(err.message, err.hint) from None
 
 
 def _number(
@@ -169,6 +185,7 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
         seed = random.SystemRandom().randrange(DRAWN_SEEDS)
     steps = _number(fields, "steps", None, 1, limits.max_steps, integer=True)
     cfg = _number(fields, "cfg", None, 0.0, MAX_GUIDANCE)
+    control_cfg = _control_scale(fields)
     try:
         bpm = check_bpm(_number(fields, "bpm", 120.0, 0.0, 1e9, lo_open=True), "bpm")
         meter = str(fields.get("meter") or "4").strip()
@@ -177,7 +194,7 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
         raise
     except CadenzaError as err:
         raise RequestError(err.message, err.hint) from None
-    req = GenerationRequest(prompt=prompt, duration=duration, seed=int(seed), steps=steps, cfg=cfg, bpm=bpm, meter=meter)
+    req = GenerationRequest(prompt=prompt, duration=duration, seed=int(seed), steps=steps, cfg=cfg, control_cfg=control_cfg, bpm=bpm, meter=meter)
     for name in CONTROL_NAMES:
         mode = _choice(fields, f"{name}_mode", MODES[name], "none")
         spec: dict = {"mode": mode}

@@ -122,6 +122,21 @@ def test_uploads_midi_and_recording(client, server):
     assert inputs == ["melody_file.mid", "rhythm_file.wav"]  # stored under the studio's names, never the client's
 
 
+def test_control_guidance_is_a_form_field_stored_with_the_request(client):
+    options = client.get("/api/options").json()
+    assert "control_cfg" in options["defaults"]
+    form = {"prompt": "folk", "seed": "3", "melody_mode": "notes", "melody_notes": "C4:1 E4:1", "rhythm_mode": "bpm"}
+    off = generate(client, {**form, "control_cfg": "0"})
+    per = generate(client, {**form, "control_cfg": "melody=4, rhythm=1"})
+    assert off["request"]["control_cfg"] == 0.0 and per["request"]["control_cfg"] == {"melody": 4.0, "rhythm": 1.0}
+    assert client.get(off["urls"]["audio"]).content != client.get(per["urls"]["audio"]).content
+    default = generate(client, form)  # blank: the model's default, stored so a re-run is exact
+    assert default["request"]["control_cfg"] == options["defaults"]["control_cfg"]
+    r = client.post(f"/api/history/{per['id']}/rerun")
+    again = wait_job(client, r.json()["id"])["generation"]
+    assert client.get(again["urls"]["audio"]).content == client.get(per["urls"]["audio"]).content
+
+
 def test_rerun_over_http_reproduces_audio(client):
     first = generate(client, {"prompt": "folk", "seed": "11", "dynamics_mode": "shape"})
     r = client.post(f"/api/history/{first['id']}/rerun")
@@ -149,6 +164,9 @@ BAD = [
     ("bad curve JSON", {"dynamics_mode": "drawn", "dynamics_points": "[[0,"}, None, 400, "dynamics_points: not valid JSON"),
     ("span backwards", {"rhythm_mode": "bpm", "rhythm_start": "0.8", "rhythm_end": "0.2"}, None, 400, "is not after its start"),
     ("loud shape", {"dynamics_mode": "shape", "dynamics_start_db": "-5", "dynamics_range_db": "20"}, None, 400, "dynamics"),
+    ("control guidance not a number", {"control_cfg": "strict"}, None, 400, "control_cfg must be a number"),
+    ("control guidance unknown control", {"control_cfg": "tempo=3"}, None, 400, "unknown control 'tempo'"),
+    ("control guidance out of range", {"control_cfg": "1e9"}, None, 400, "out of range"),
 ]
 
 

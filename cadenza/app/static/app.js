@@ -231,6 +231,8 @@ async function init() {
     $("#duration").max = body.limits.max_duration_s;
     $("#steps").value = d.steps;
     $("#cfg").value = d.cfg;
+    $("#control-cfg").value = typeof d.control_cfg === "object"
+      ? Object.entries(d.control_cfg).map(([k, v]) => `${k}=${v}`).join(",") : d.control_cfg;
     for (const s of body.shapes) $("#dynamics-shape").append(new Option(s, s));
     for (const c of body.curves) $("#dynamics-curve").append(new Option(c, c));
   } else {
