@@ -1,92 +1,59 @@
-"""``Cadenza``: the user-facing generator (text + optional, partial, time-varying controls → audio).
+"""``Cadenza``: the one pipeline: text encoder + generator + representation → audio.
 
     from cadenza import Cadenza
     gen = Cadenza.load()                       # the shipped model (or Cadenza.load("runs/gen/model"))
     wave, sr = gen.generate("calm piano ballad", melody="C4:1 E4:1 G4:2", dynamics="crescendo",
                             bpm=90, duration=6, seed=0)
+    result = gen.run(GenerationRequest("calm piano ballad", duration=6))   # wave, sample_rate, info, controls
+
+Why one pipeline: every generator family (``cadenza.protocols.Generator``, found by
+``cadenza.registry.load_model``) is served by the same code. The pipeline encodes the prompt,
+resolves the controls, encodes known audio into the representation's frames, walks long
+outputs in overlapping windows and hands each window to ``generator.sample`` with the known
+frames held fixed, then decodes and blends. Generation, continuation and inpainting are one
+known-mask path (``run``); ``generate`` / ``continue_audio`` / ``inpaint`` only build the
+``GenerationRequest``. Results are returned (``GenerationResult``), never kept on the object,
+so one loaded model can serve concurrent jobs; ``last_info`` / ``last_controls`` remain as a
+deprecated mirror of the latest wrapper call.
 
 Controls may be given as ``ControlSet``s, creator files or strings (melody.csv / .mid / a note
 string; dynamics.csv / a shape name; rhythm.csv / a tempo via ``bpm``) — all fitted to the
 requested duration — or as raw frame arrays, which must already have one row per frame.
-Anything longer than the model's window is generated as overlapping windows joined by
-inpainting; ``continue_audio`` and ``inpaint`` use the same inpainting sampler with the given
-audio's frames held fixed. ``evaluate`` scores any audio against controls with the evaluation's
-own adherence metric.
+``evaluate`` scores any audio against controls with the evaluation's own adherence metric.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from cadenza.audio import (
-    FRAME_RATE,
-    HOP_LENGTH,
-    SAMPLE_RATE,
-    MelSpectrogram,
-    check_waveform,
-    denormalize_log_mel,
-    frames_for_duration,
-    griffin_lim,
-    normalize_log_mel,
-    resample,
-)
+from cadenza.audio import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE, check_waveform, frames_for_duration, resample
 from cadenza.conditioning.cfg import parse_control_scale
 from cadenza.conditioning.controls import controls_to_tensors
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
 from cadenza.controls.registry import CONTROLS
 from cadenza.errors import CadenzaError
-from cadenza.generators.diffusion import SAMPLERS, sample
-from cadenza.generators.model import load_generator, weights_digest
-from cadenza.limits import MAX_DURATION_S, check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps, check_threads
+from cadenza.generators.model import resolve_model_dir
+from cadenza.limits import check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps, check_threads
+from cadenza.protocols import GenerationRequest, Generator
+from cadenza.registry import load_model
+from cadenza.representations.mel import MelRepresentation, VocoderHandle, load_vocoder_handle
+
+__all__ = [
+    "Cadenza", "GenerationRequest", "GenerationResult", "VocoderHandle", "blend_weights", "controls_summary",
+    "load_vocoder_handle", "resolve_controls",
+]
 
 FADE_FRAMES = 6  # crossfade between given and generated audio (≈ 70 ms)
 ControlInput = Any  # ControlSet | np.ndarray | str | os.PathLike | None
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps in total)
-
-
-@dataclass
-class VocoderHandle:
-    """Log-mel → waveform: the trained vocoder when there is one, else Griffin-Lim."""
-
-    name: str
-    vocoder: Any = None
-    gl_iters: int = 32
-    note: str = ""
-
-    def __call__(self, logmel: torch.Tensor) -> np.ndarray:
-        if self.vocoder is not None:
-            wave = self.vocoder.decode_chunked(logmel) if logmel.shape[-1] > 2048 else self.vocoder.decode(logmel)
-        else:
-            wave = griffin_lim(logmel, n_iter=self.gl_iters)
-        return wave.detach().cpu().numpy().astype(np.float32)
-
-
-def load_vocoder_handle(
-    name: str, fallback: str = "griffin-lim", gl_iters: int = 32, precision: str = "auto",
-    phase_iters: int | None = None, mel_iters: int | None = None,
-) -> VocoderHandle:
-    """The config's vocoder ('default', a folder, or 'griffin-lim'); with ``fallback="griffin-lim"``, Griffin-Lim if it is not there.
-
-    ``precision`` ("auto", "fp32", "bf16") is the vocoder network's; see ``resolve_precision``;
-    ``phase_iters`` / ``mel_iters`` override its refinement schedule (``load_vocoder``).
-    """
-    if name == "griffin-lim":
-        return VocoderHandle("griffin-lim", None, gl_iters)
-    from cadenza.representations.vocoder import load_vocoder, resolve_vocoder_dir
-
-    folder = resolve_vocoder_dir(name)
-    if fallback == "griffin-lim" and not (folder / "config.json").is_file():
-        # only a vocoder that is not there falls back; a damaged one or a wrong option is an error to fix
-        return VocoderHandle("griffin-lim", None, gl_iters, note=f"vocoder '{name}' is not there (no {folder / 'config.json'}); used Griffin-Lim")
-    return VocoderHandle(f"vocos:{name}", load_vocoder(name, precision=precision, phase_iters=phase_iters, mel_iters=mel_iters), gl_iters)
 
 
 def _as_pitch_frames(arr: np.ndarray, n_frames: int) -> ControlSet:
@@ -224,6 +191,18 @@ def _window_progress(progress: ProgressCallback | None, window: int, n_windows: 
     return lambda step, n: progress(window * n + step, n_windows * n)
 
 
+def _span_mask(n_frames: int, start: Any, end: Any) -> np.ndarray:
+    """The known-frame mask of inpainting seconds [start, end) of a clip of ``n_frames`` frames (0 = regenerate)."""
+    total = (n_frames - 1) / FRAME_RATE
+    start, end = check_float("start", start, unit=" s"), check_float("end", end, unit=" s")
+    if not (0 <= start < end <= total + 1e-6):
+        raise CadenzaError(f"inpainting span [{start:g}, {end:g}) s is not inside the clip (0 to {total:.2f} s)", "give 0 <= start < end <= clip length")
+    f0, f1 = int(np.floor(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE)) + 1
+    mask = np.ones(n_frames, np.float32)
+    mask[f0 : min(f1, n_frames)] = 0
+    return mask
+
+
 def blend_weights(known_frames: np.ndarray, n_samples: int, fade_frames: int = FADE_FRAMES) -> np.ndarray:
     """Per-sample weight of the given audio: 1 deep inside known frames, ramping to 0 at their edges."""
     from scipy.ndimage import distance_transform_edt
@@ -237,11 +216,42 @@ def blend_weights(known_frames: np.ndarray, n_samples: int, fade_frames: int = F
     return np.interp(np.arange(n_samples) / HOP_LENGTH, np.arange(len(known)), w_frames).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class GenerationResult:
+    """What one request made: returned by ``Cadenza.run``, never stored on the pipeline.
+
+    ``wave`` is (samples,) for one seed, (n_seeds, samples) for several; ``info`` is the record
+    written beside the audio (task, prompt, settings, controls summary, seed, model id,
+    timings); ``controls`` the ``ControlSet`` the generator followed (to score the output
+    against); ``frames`` the sampled representation frames (B, …, T) before decoding.
+    """
+
+    wave: np.ndarray
+    sample_rate: int
+    info: dict
+    controls: ControlSet
+    frames: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A request's known audio on the output grid: frames to hold, their mask, the audio to blend back."""
+
+    frames: torch.Tensor  # (1, channels, n_frames) in the representation's units
+    mask: torch.Tensor  # (1, n_frames), 1 = keep
+    wave: np.ndarray  # the given audio at the pipeline's rate (mono)
+    info: dict  # task-specific entries of the result's info
+
+
 @dataclass
 class Cadenza:
-    """A loaded generator (network + text encoder + vocoder) with the generation API."""
+    """A loaded generator family (``generator``: a ``protocols.Generator``) + text encoder + representation.
 
-    net: torch.nn.Module
+    ``last_info`` / ``last_controls`` are deprecated: the latest ``generate`` / ``continue_audio``
+    / ``inpaint`` call's result, kept for old callers; concurrent users read ``run``'s result.
+    """
+
+    net: torch.nn.Module | None
     config: dict
     folder: Path
     text_encoder: TextEncoder
@@ -250,116 +260,292 @@ class Cadenza:
     last_info: dict = field(default_factory=dict)
     last_controls: ControlSet | None = None
     sample_rate: int = SAMPLE_RATE
+    generator: Generator | None = None
+    representation: MelRepresentation | None = None
+
+    def __post_init__(self) -> None:
+        if self.generator is None:  # built from a bare ControlNet network (older callers)
+            from cadenza.generators.adapter import ControlNetGenerator
+
+            self.generator = ControlNetGenerator(self.net, self.config)
+        if self.representation is None:
+            self.representation = MelRepresentation(self.vocoder)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, vocoder: str | None = None, threads: int | None = None) -> "Cadenza":
-        """The model folder ``model`` (None: the shipped model); ``vocoder`` overrides the config's."""
+        """The model folder ``model`` (None: the shipped model) of any registered generator family.
+
+        ``vocoder`` overrides the config's. The folder goes through ``registry.load_model``, so
+        a family registered anywhere (``@register_family(kind="generator", ...)``) loads here.
+        """
         threads = check_threads(threads)
         if threads:
             torch.set_num_threads(int(threads))
-        net, config, folder = load_generator(model)
-        text = build_text_encoder(config.get("text_encoder", "minilm"), config["model"].get("text_dim", 384))
+        folder = resolve_model_dir(model)
+        loaded = load_model(folder, kind="generator")
+        config = loaded.config
+        if not isinstance(loaded.model, Generator):
+            raise CadenzaError(
+                f"{loaded.folder}: family {loaded.family.key} has no sample(request, conditions, progress)",
+                "register the family with wrap= returning a cadenza.protocols.Generator",
+            )
+        text = build_text_encoder(config.get("text_encoder", "minilm"), config.get("model", {}).get("text_dim", 384))
         voc = load_vocoder_handle(
             vocoder or config.get("vocoder", "default"), config.get("vocoder_fallback", "griffin-lim"), int(config.get("griffin_lim_iters", 32))
         )
-        model_id = f"{config.get('model_id', 'cadenza-generator')}@{weights_digest(folder)}"
-        return cls(net, config, folder, text, voc, model_id)
+        return cls(loaded.net, config, folder, text, voc, loaded.model_id, generator=loaded.model)
 
     @property
     def sampling(self) -> dict:
         return self.config.get("sampling", {})
 
-    # ------------------------------------------------------------------ helpers
-    def _duration_frames(self, duration: float | None, default: float) -> tuple[float, int]:
-        duration = check_duration(default if duration is None else duration)
-        return duration, frames_for_duration(duration)
+    # ------------------------------------------------------------------ requests
+    def request(
+        self,
+        prompt: str,
+        *,
+        melody: ControlInput = None,
+        dynamics: ControlInput = None,
+        rhythm: ControlInput = None,
+        duration: float | None = None,
+        seed: int | Sequence[int] = 0,
+        steps: int | None = None,
+        cfg: float | None = None,
+        controls: ControlSet | None = None,
+        bpm: float | None = None,
+        meter: str | int = 4,
+        sampler: str | None = None,
+        control_cfg: float | dict[str, float] | str | None = None,
+        audio: np.ndarray | torch.Tensor | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        span: tuple[float, float] | None = None,
+    ) -> GenerationRequest:
+        """Loose arguments (numbers as strings, one seed or a list) → one checked ``GenerationRequest``.
 
-    def _mel_of(self, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
-        sample_rate = check_sample_rate(sample_rate)
-        audio = check_waveform(audio, "audio")
-        if audio.ndim == 2:
-            audio = audio.mean(axis=0)
-        audio = resample(audio, sample_rate, SAMPLE_RATE)
-        return normalize_log_mel(MelSpectrogram()(torch.from_numpy(np.ascontiguousarray(audio)))).clamp(-1, 1)
+        Why: the wrappers, the CLI and the studio take user input in many forms; this is the one
+        place it becomes a request, so each bad value is the same one-line error everywhere.
+        ``audio`` alone asks for a continuation of it; with ``span=(start, end)`` seconds, for an
+        inpainting of that span (the output keeps the clip's length).
+        """
+        self._settings(steps, cfg, sampler, control_cfg)
+        if duration is not None:
+            duration = check_duration(duration)
+        seeds = tuple(check_seeds(seed))
+        if not isinstance(prompt, str):
+            raise CadenzaError(f"prompt must be a string, got {type(prompt).__name__}", "pass text such as 'calm piano'")
+        known_audio = known_mask = None
+        if audio is not None or span is not None:
+            if audio is None:
+                raise CadenzaError("an inpainting span needs the audio it is in", "pass audio= with span=")
+            rate = check_sample_rate(sample_rate)
+            known_audio = resample(_mono(audio), rate, SAMPLE_RATE)
+        if span is not None:
+            known_mask = _span_mask(len(known_audio) // HOP_LENGTH + 1, *span)
+        return GenerationRequest(
+            prompt, duration=duration, seeds=seeds, controls={"melody": melody, "dynamics": dynamics, "rhythm": rhythm},
+            control_set=controls, bpm=bpm, meter=meter, known_audio=known_audio, known_sample_rate=SAMPLE_RATE if known_audio is not None else None,
+            known_mask=known_mask, steps=steps, cfg=cfg, control_cfg=control_cfg, sampler=sampler,
+        )
 
-    def _check_args(self, steps: int | None, cfg: float | None, sampler: str | None) -> tuple[int, float, str]:
+    def _settings(self, steps: Any, cfg: Any, sampler: Any, control_cfg: Any) -> tuple[int, float, str, float | dict[str, float]]:
+        """Checked sampler settings, each the argument or else the config's ``sampling`` default."""
         steps = check_steps(self.sampling.get("steps", 25) if steps is None else steps)
         cfg = check_guidance(self.sampling.get("cfg", 3.0) if cfg is None else cfg)
-        sampler = sampler or self.sampling.get("sampler", "dpmsolver++")
-        if not isinstance(sampler, str) or sampler not in SAMPLERS:
-            raise CadenzaError(f"unknown sampler '{sampler}'", f"choose one of {', '.join(SAMPLERS)}")
-        return steps, cfg, sampler
+        choices = tuple(getattr(self.generator, "samplers", ()) or ())
+        sampler = sampler or self.sampling.get("sampler", choices[0] if choices else "default")
+        if not isinstance(sampler, str) or (choices and sampler not in choices):
+            raise CadenzaError(f"unknown sampler '{sampler}'", "choose one of " + ", ".join(choices) if choices else "a sampler name is a string")
+        # control guidance (0 = off): the argument, else the config's ``sampling.control_cfg``
+        scale = parse_control_scale(self.sampling.get("control_cfg", 0.0) if control_cfg is None else control_cfg, CONTROL_NAMES)
+        return steps, cfg, sampler, scale
 
-    def _check_control_cfg(self, control_cfg: Any) -> float | dict[str, float]:
-        """Control guidance scale(s): the argument, else the config's ``sampling.control_cfg`` (0 = off)."""
-        value = self.sampling.get("control_cfg", 0.0) if control_cfg is None else control_cfg
-        return parse_control_scale(value, CONTROL_NAMES)
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` with the model's defaults filled in and its settings checked (steps, cfg, sampler, control_cfg).
 
-    def _sample_mel(
-        self,
-        prompts: list[str],
-        cs: ControlSet,
-        n_frames: int,
-        seeds: list[int],
-        steps: int,
-        cfg: float,
-        sampler: str,
-        known: torch.Tensor | None = None,
-        known_mask: torch.Tensor | None = None,
-        progress: ProgressCallback | None = None,
-        control_cfg: float | dict[str, float] = 0.0,
-    ) -> torch.Tensor:
-        """Normalised mels (B, n_mels, T); windows of ``max_window_s`` joined by inpainting when longer.
-
-        ``known`` is in normalised-mel units too; sampling itself runs on standardised mels.
-        ``progress(done, total)`` counts sampler steps over all windows that need sampling.
+        What a caller records to reproduce a run exactly (the evaluation's settings, the studio's).
         """
-        b = len(seeds)
-        text = self.text_encoder.encode(prompts)
-        if len(text) != b:
-            text = text.repeat(b // len(text))
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        ctrl = {k: v.expand(b, *v.shape[1:]).contiguous() for k, v in controls_to_tensors(cs).items()}
+        if not isinstance(request, GenerationRequest):
+            raise CadenzaError(f"expected a GenerationRequest, got {type(request).__name__}", "build one with Cadenza.request(...) or cadenza.protocols.GenerationRequest")
+        steps, cfg, sampler, scale = self._settings(request.steps, request.cfg, request.sampler, request.control_cfg)
+        return replace(request, steps=steps, cfg=cfg, sampler=sampler, control_cfg=scale)
+
+    # ------------------------------------------------------------------ the one known-mask path
+    def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
+        """Serve one request (generation, continuation or inpainting) and return its result.
+
+        Nothing is stored on the pipeline. ``progress(done, total)`` is called after every
+        sampler step, all windows of a long output counted together.
+        """
+        t0 = time.perf_counter()
+        req = self.resolve(request)
+        known = self._known(req)
+        if known is None:
+            default = req.control_set.duration if isinstance(req.control_set, ControlSet) else float(self.sampling.get("duration", 6.0))
+            duration = check_duration(default if req.duration is None else req.duration)
+            n_frames, n_samples = frames_for_duration(duration), int(round(duration * SAMPLE_RATE))
+            extra: dict = {"duration_s": duration, "n_frames": n_frames}
+        else:
+            n_frames, n_samples, extra = known.mask.shape[-1], known.info.pop("n_samples"), known.info
+        cs, sources = self._controls(req, n_frames)
+        t1 = time.perf_counter()
+        frames = self._sample(req, cs, n_frames, known, progress)
+        t2 = time.perf_counter()
+        wave = self._render(frames, n_samples)
+        if known is not None:
+            w = blend_weights(known.mask[0].numpy() > 0, n_samples)
+            orig = np.zeros(n_samples, np.float32)
+            orig[: min(len(known.wave), n_samples)] = known.wave[:n_samples]
+            wave = (w * orig + (1 - w) * wave).astype(np.float32)
+        t3 = time.perf_counter()
+        task = "generate" if known is None else ("continue" if req.known_mask is None else "inpaint")
+        info = self._info(req, task, extra, cs, sources, t0, {"controls_s": round(t1 - t0, 3), "sampling_s": round(t2 - t1, 3), "vocoder_s": round(t3 - t2, 3)})
+        return GenerationResult(wave[0] if len(req.seeds) == 1 else wave, self.sample_rate, info, cs, frames)
+
+    def run_batch(self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None) -> list[GenerationResult]:
+        """Several generation requests that differ only in seed and controls, sampled as one batch.
+
+        Why: the evaluation runs every control subset of a case with one prompt, length and seed;
+        one batch shares the diffusion steps. Each output is vocoded on its own, so each result
+        equals ``run`` of its request alone (Griffin-Lim's initial phase depends on the batch).
+        """
+        reqs = [self.resolve(r) for r in requests]
+        if not reqs:
+            raise CadenzaError("no requests to run", "pass at least one GenerationRequest")
+        first = reqs[0]
+        shared = ("prompt", "duration", "steps", "cfg", "sampler", "control_cfg")
+        for r in reqs:
+            if any(getattr(r, k) != getattr(first, k) for k in shared) or r.known_audio is not None or len(r.seeds) != 1:
+                raise CadenzaError(
+                    "a batch needs requests with one prompt, duration and settings, one seed each and no known audio",
+                    "run the others one by one with Cadenza.run",
+                )
+        t0 = time.perf_counter()
+        duration = check_duration(first.duration if first.duration is not None else float(self.sampling.get("duration", 6.0)))
+        n_frames, n_samples = frames_for_duration(duration), int(round(duration * SAMPLE_RATE))
+        resolved = [self._controls(r, n_frames) for r in reqs]
+        batch = replace(first, seeds=tuple(r.seeds[0] for r in reqs))
+        t1 = time.perf_counter()
+        frames = self._sample(batch, [cs for cs, _ in resolved], n_frames, None, progress)
+        t2 = time.perf_counter()
+        out = []
+        for i, (r, (cs, sources)) in enumerate(zip(reqs, resolved)):
+            t3 = time.perf_counter()
+            wave = self._render(frames[i : i + 1], n_samples)[0]
+            timings = {"controls_s": round(t1 - t0, 3), "sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t3, 3)}
+            info = self._info(r, "generate", {"duration_s": duration, "n_frames": n_frames}, cs, sources, t0, timings)
+            out.append(GenerationResult(wave, self.sample_rate, info, cs, frames[i : i + 1]))
+        return out
+
+    # ------------------------------------------------------------------ steps of run
+    def _known(self, req: GenerationRequest) -> _Known | None:
+        """The request's known audio on the output grid, or None for a plain generation.
+
+        Without ``known_mask`` (a continuation) the output runs to ``duration`` (default: the
+        clip plus the config's duration) and the clip's frames are held, except its last two,
+        which see reflect padding and are redone. With one (an inpainting), the output has the
+        clip's length and the mask says which of its frames to keep.
+        """
+        if req.known_audio is None:
+            return None
+        sr = SAMPLE_RATE if req.known_sample_rate is None else req.known_sample_rate
+        wave = resample(_mono(req.known_audio), check_sample_rate(sr), SAMPLE_RATE)
+        given = self.representation.encode(wave)
+        n_clip = given.shape[-1]
+        clip_s = (n_clip - 1) / FRAME_RATE
+        if req.known_mask is None:
+            duration = check_duration(clip_s + float(self.sampling.get("duration", 6.0)) if req.duration is None else req.duration)
+            n_known = n_clip - 2
+            if duration <= clip_s + 0.1 or n_known < 1:
+                raise CadenzaError(
+                    f"continuation needs a total duration longer than the given clip ({clip_s:.2f} s), got {duration:g} s",
+                    "--duration is the total length of the output, clip included",
+                )
+            n_frames = frames_for_duration(duration)
+            mask = torch.zeros(1, n_frames)
+            mask[:, :n_known] = 1
+            info = {"duration_s": duration, "given_s": round(clip_s, 3), "n_frames": n_frames, "n_samples": int(round(duration * SAMPLE_RATE))}
+        else:
+            keep = np.asarray(req.known_mask, dtype=np.float32).reshape(-1)
+            if keep.shape != (n_clip,):
+                raise CadenzaError(f"known_mask has {keep.size} frames but the known audio has {n_clip}", "give one mask value per frame of the audio (len // 256 + 1)")
+            n_frames, mask = n_clip, torch.from_numpy((keep > 0).astype(np.float32))[None]
+            free = np.flatnonzero(keep <= 0)
+            span = [round(free[0] / FRAME_RATE, 3), round((free[-1] + 1) / FRAME_RATE, 3)] if free.size else [0.0, 0.0]
+            info = {"span_s": span, "duration_s": round(clip_s, 3), "n_samples": len(wave)}
+        frames = torch.zeros(1, given.shape[0], n_frames)
+        m = min(n_clip, n_frames)
+        frames[..., :m] = given[:, :m]
+        return _Known(frames, mask, wave, info)
+
+    def _controls(self, req: GenerationRequest, n_frames: int) -> tuple[ControlSet, dict[str, str]]:
+        unknown = sorted(set(req.controls) - set(CONTROL_NAMES))
+        if unknown:
+            raise CadenzaError(f"unknown control '{unknown[0]}'", f"controls are {', '.join(CONTROL_NAMES)}")
+        return resolve_controls(n_frames, controls=req.control_set, bpm=req.bpm, meter=req.meter, **req.controls)
+
+    def _sample(
+        self, req: GenerationRequest, cs: ControlSet | list[ControlSet], n_frames: int, known: _Known | None,
+        progress: ProgressCallback | None,
+    ) -> torch.Tensor:
+        """Frames (B = one per seed, …, n_frames): windows of ``max_window_s`` joined by inpainting when longer.
+
+        Each window goes to ``generator.sample`` with the frames already there (given audio,
+        earlier windows) as known frames; the per-seed random generators are shared by all
+        windows. ``cs`` may be a list (one ControlSet per batch row, for ``run_batch``).
+        """
+        b = len(req.seeds)
+        text = self.text_encoder.encode([req.prompt])
+        gens = [torch.Generator().manual_seed(int(s)) for s in req.seeds]
+        ctrl = controls_to_tensors(cs)
         window = frames_for_duration(float(self.sampling.get("max_window_s", 24.0)))
         overlap = min(frames_for_duration(float(self.sampling.get("window_overlap_s", 2.0))), window // 2)
-        n_mels = self.net.n_mels
-        out = torch.zeros(b, n_mels, n_frames) if known is None else self.net.standardize(known).expand(b, -1, -1).clone()
-        have = torch.zeros(b, n_frames) if known_mask is None else known_mask.expand(b, -1).clone().float()
+        out = None if known is None else known.frames.expand(b, -1, -1).clone()
+        have = torch.zeros(b, n_frames) if known is None else known.mask.expand(b, -1).clone().float()
         spans = _windows_to_sample((have > 0).all(0).numpy(), window, overlap)
         for i, (start, end) in enumerate(spans):
             sl = slice(start, end)
-            k_mask = have[:, sl]
-            x = sample(
-                self.net, text, {k: v[:, sl] for k, v in ctrl.items()}, end - start, gens, steps=steps, cfg=cfg,
-                sampler=sampler, diffusion=self.config.get("diffusion"),
-                known=out[..., sl] if bool((k_mask > 0).any()) else None, known_mask=k_mask,
-                callback=_window_progress(progress, i, len(spans)), control_cfg=control_cfg,
-            )
+            conditions: dict[str, Any] = {"text": text, "controls": {k: v[:, sl] for k, v in ctrl.items()}, "n_frames": end - start, "generators": gens}
+            if out is not None and bool((have[:, sl] > 0).any()):
+                conditions.update(known=out[..., sl], known_mask=have[:, sl])
+            x = self.generator.sample(req, conditions, _window_progress(progress, i, len(spans)))
+            if out is None:
+                out = torch.zeros(b, *x.shape[1:-1], n_frames, dtype=x.dtype)
             out[..., sl] = x
             have[:, sl] = 1
-        return self.net.destandardize(out)
+        if out is None:
+            raise CadenzaError(f"nothing to generate in {n_frames} frames", "ask for a longer duration")
+        return out
 
-    def _render(self, mel: torch.Tensor, n_samples: int) -> np.ndarray:
-        """Vocode normalised mels to exactly ``n_samples`` samples each, peak-limited below full scale."""
-        wave = self.vocoder(denormalize_log_mel(mel.clamp(-1.0, 1.0)))  # the data range; stray values only add noise
+    def _render(self, frames: torch.Tensor, n_samples: int) -> np.ndarray:
+        """Decode frames to exactly ``n_samples`` samples each, peak-limited below full scale."""
+        wave = self.representation.decode(frames)
         if wave.shape[-1] < n_samples:
             wave = np.pad(wave, ((0, 0), (0, n_samples - wave.shape[-1])))
         wave = wave[:, :n_samples]
         peak = np.abs(wave).max(axis=-1, keepdims=True)
         return np.where(peak > 0.99, wave * (0.99 / np.maximum(peak, 1e-9)), wave).astype(np.float32)
 
-    def _finish(self, info: dict, seeds: Sequence[int], t0: float, timings: dict) -> None:
+    def _info(self, req: GenerationRequest, task: str, extra: dict, cs: ControlSet, sources: dict, t0: float, timings: dict) -> dict:
+        """The result's record: what was asked, what was used, and how long each stage took."""
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        self.last_info = {
-            **info, "seed": list(seeds) if len(seeds) > 1 else seeds[0], "model_id": self.model_id,
-            "model_dir": str(self.folder), "vocoder": self.vocoder.name, "sample_rate": self.sample_rate,
-            "timings": timings, "threads": torch.get_num_threads(),
+        seeds = list(req.seeds)
+        info = {
+            "task": task, "prompt": req.prompt, **extra, "steps": req.steps, "cfg": req.cfg, "control_cfg": req.control_cfg,
+            "sampler": req.sampler, "controls": controls_summary(cs, sources),
+            "seed": seeds if len(seeds) > 1 else seeds[0], "model_id": self.model_id, "model_dir": str(self.folder),
+            "vocoder": self.vocoder.name, "sample_rate": self.sample_rate, "timings": timings, "threads": torch.get_num_threads(),
         }
         if self.vocoder.note:
-            self.last_info["vocoder_note"] = self.vocoder.note
+            info["vocoder_note"] = self.vocoder.note
+        return info
 
-    # ------------------------------------------------------------------ public API
+    def _legacy(self, result: GenerationResult) -> tuple[np.ndarray, int]:
+        """``(wave, sample_rate)`` as the wrappers always returned, mirroring the result into the deprecated attributes."""
+        self.last_info, self.last_controls = result.info, result.controls
+        return result.wave, result.sample_rate
+
+    # ------------------------------------------------------------------ public API (thin wrappers over run)
     def generate(
         self,
         prompt: str,
@@ -388,27 +574,11 @@ class Cadenza:
         scale for all given controls, or per control (``{"melody": 3, "rhythm": 2}`` or
         ``"melody=3,rhythm=2"``); None takes the config's ``sampling.control_cfg``, 0 is off.
         """
-        t0 = time.perf_counter()
-        steps, cfg, sampler = self._check_args(steps, cfg, sampler)
-        control_cfg = self._check_control_cfg(control_cfg)
-        default = controls.duration if isinstance(controls, ControlSet) else float(self.sampling.get("duration", 6.0))
-        duration, n_frames = self._duration_frames(duration, default)
-        cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
-        seeds = check_seeds(seed)
-        if not seeds:
-            raise CadenzaError("no seeds given", "pass seed=0 or a list of seeds")
-        t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, seeds, steps, cfg, sampler, progress=progress, control_cfg=control_cfg)
-        t2 = time.perf_counter()
-        wave = self._render(mel, int(round(duration * SAMPLE_RATE)))
-        t3 = time.perf_counter()
-        info = {
-            "task": "generate", "prompt": prompt, "duration_s": duration, "n_frames": n_frames, "steps": steps,
-            "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
-        }
-        self._finish(info, seeds, t0, {"controls_s": round(t1 - t0, 3), "sampling_s": round(t2 - t1, 3), "vocoder_s": round(t3 - t2, 3)})
-        self.last_controls = cs
-        return (wave[0] if len(seeds) == 1 else wave), self.sample_rate
+        request = self.request(
+            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, duration=duration, seed=seed, steps=steps, cfg=cfg,
+            controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg,
+        )
+        return self._legacy(self.run(request, progress))
 
     def continue_audio(
         self,
@@ -432,39 +602,11 @@ class Cadenza:
     ) -> tuple[np.ndarray, int]:
         """Extend ``audio``: the output starts with it and runs to ``duration`` seconds in total
         (default: the clip plus the config's duration). Controls cover the whole output."""
-        t0 = time.perf_counter()
-        steps, cfg, sampler = self._check_args(steps, cfg, sampler)
-        control_cfg = self._check_control_cfg(control_cfg)
-        given = self._mel_of(audio, sample_rate)
-        clip_s = (given.shape[-1] - 1) / FRAME_RATE
-        duration, n_frames = self._duration_frames(duration, clip_s + float(self.sampling.get("duration", 6.0)))
-        n_known = given.shape[-1] - 2  # the last frames see reflect padding: let the model redo them
-        if duration <= clip_s + 0.1 or n_known < 1:
-            raise CadenzaError(
-                f"continuation needs a total duration longer than the given clip ({clip_s:.2f} s), got {duration:g} s",
-                "--duration is the total length of the output, clip included",
-            )
-        cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
-        known = torch.zeros(1, self.net.n_mels, n_frames)
-        known[..., :n_known] = given[:, :n_known]
-        known_mask = torch.zeros(1, n_frames)
-        known_mask[:, :n_known] = 1
-        t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [check_seed(seed)], steps, cfg, sampler, known, known_mask, progress, control_cfg)
-        t2 = time.perf_counter()
-        n_samples = int(round(duration * SAMPLE_RATE))
-        wave = self._render(mel, n_samples)[0]
-        original = resample(check_waveform(audio).reshape(-1, np.shape(audio)[-1]).mean(0), sample_rate, SAMPLE_RATE)
-        w = blend_weights(known_mask[0].numpy() > 0, n_samples)
-        orig = np.zeros(n_samples, np.float32)
-        orig[: min(len(original), n_samples)] = original[:n_samples]
-        wave = (w * orig + (1 - w) * wave).astype(np.float32)
-        info = {
-            "task": "continue", "prompt": prompt, "duration_s": duration, "given_s": round(clip_s, 3), "n_frames": n_frames,
-            "steps": steps, "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
-        }
-        self._finish(info, [check_seed(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
-        return wave, self.sample_rate
+        request = self.request(
+            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, duration=duration, seed=check_seed(seed), steps=steps, cfg=cfg,
+            controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
+        )
+        return self._legacy(self.run(request, progress))
 
     def inpaint(
         self,
@@ -488,34 +630,14 @@ class Cadenza:
         control_cfg: float | dict[str, float] | str | None = None,
     ) -> tuple[np.ndarray, int]:
         """Regenerate seconds [start, end) of ``audio`` and keep the rest; same length as the input."""
-        t0 = time.perf_counter()
-        steps, cfg, sampler = self._check_args(steps, cfg, sampler)
-        control_cfg = self._check_control_cfg(control_cfg)
-        given = self._mel_of(audio, sample_rate)
-        n_frames = given.shape[-1]
-        total = (n_frames - 1) / FRAME_RATE
-        start, end = check_float("start", start, unit=" s"), check_float("end", end, unit=" s")
-        if not (0 <= start < end <= total + 1e-6):
-            raise CadenzaError(f"inpainting span [{start:g}, {end:g}) s is not inside the clip (0 to {total:.2f} s)", "give 0 <= start < end <= clip length")
-        f0, f1 = int(np.floor(start * FRAME_RATE)), int(np.ceil(end * FRAME_RATE)) + 1
-        known_mask = torch.ones(1, n_frames)
-        known_mask[:, f0 : min(f1, n_frames)] = 0
-        cs, sources = resolve_controls(n_frames, melody, dynamics, rhythm, controls, bpm, meter)
-        t1 = time.perf_counter()
-        mel = self._sample_mel([prompt], cs, n_frames, [check_seed(seed)], steps, cfg, sampler, given[None], known_mask, progress, control_cfg)
-        t2 = time.perf_counter()
-        original = resample(check_waveform(audio).reshape(-1, np.shape(audio)[-1]).mean(0), sample_rate, SAMPLE_RATE)
-        n_samples = len(original)
-        wave = self._render(mel, n_samples)[0]
-        w = blend_weights(known_mask[0].numpy() > 0, n_samples)
-        wave = (w * original + (1 - w) * wave).astype(np.float32)
-        info = {
-            "task": "inpaint", "prompt": prompt, "span_s": [float(start), float(end)], "duration_s": round(total, 3),
-            "steps": steps, "cfg": cfg, "control_cfg": control_cfg, "sampler": sampler, "controls": controls_summary(cs, sources),
-        }
-        self._finish(info, [check_seed(seed)], t0, {"sampling_s": round(t2 - t1, 3), "vocoder_s": round(time.perf_counter() - t2, 3)})
-        return wave, self.sample_rate
-
+        request = self.request(
+            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, seed=check_seed(seed), steps=steps, cfg=cfg,
+            controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
+            span=(start, end),
+        )
+        result = self.run(request, progress)
+        result.info["span_s"] = [float(check_float("start", start)), float(check_float("end", end))]  # as asked, not as rounded to frames
+        return self._legacy(result)
     def extract_controls(self, audio: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE) -> ControlSet:
         """Melody, dynamics and rhythm of a waveform, ready to pass back as ``controls=``."""
         from cadenza.controls.extract import extract_controls

@@ -146,6 +146,6 @@ def test_the_controlnet_adapter_is_a_generator_and_samples_what_the_pipeline_sam
     calls: list[tuple[int, int]] = []
     conditions = {"text": gen.text_encoder.encode([request.prompt]), "controls": controls_to_tensors(cs), "n_frames": n}
     mine = adapter.sample(request, conditions, lambda done, total: calls.append((done, total)))
-    theirs = gen._sample_mel([request.prompt], cs, n, list(request.seeds), 2, 3.0, "ddim")
-    assert mine.shape == (2, gen.net.n_mels, n) and torch.allclose(mine, theirs, atol=1e-5)
+    theirs = gen.run(GenerationRequest("calm piano", duration=1.0, seeds=(0, 1), steps=2, cfg=3.0, sampler="ddim", control_set=cs, control_cfg=0)).frames
+    assert mine.shape == (2, gen.net.n_mels, n) and torch.equal(mine, theirs)
     assert calls[-1] == (2, 2)

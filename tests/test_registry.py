@@ -165,7 +165,7 @@ def test_every_shipped_folder_loads_through_the_one_loader(kind: str) -> None:
     loaded = load_model(model.folder)
     assert loaded.family is model.family and loaded.model_id == model.model_id
     assert loaded.model_id.endswith("@" + weights_digest(model.folder))
-    expected_type = {"generator": "MusicControlNet", "vocoder": "Vocoder", "beats": "NeuralBeatTracker", "clap": "Clap"}[kind]
+    expected_type = {"generator": "ControlNetGenerator", "vocoder": "Vocoder", "beats": "NeuralBeatTracker", "clap": "Clap"}[kind]
     assert type(loaded.model).__name__ == expected_type
 
 

@@ -266,14 +266,12 @@ class Studio:
         cs = build_controls(req, stage, extract=True)
         t1 = time.perf_counter()
         gen = self._pool.get()
-        try:
-            wave, sr = gen.generate(
-                req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg, control_cfg=req.control_cfg
-            )
-            info = dict(gen.last_info)
+        try:  # the result comes back with the call: nothing is read off the shared model afterwards
+            result = gen.run(gen.request(req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg, control_cfg=req.control_cfg))
             model_id = gen.model_id
         finally:
             self._pool.put(gen)
+        wave, sr, info = result.wave, result.sample_rate, result.info
         t2 = time.perf_counter()
         heard = extract_controls(wave, sr)
         scores = control_adherence(cs, heard)

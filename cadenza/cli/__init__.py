@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from cadenza import __version__
+from cadenza.cli.errors import console, print_error
 from cadenza.errors import CadenzaError
 
-console = Console(stderr=True)
+__all__ = ["app", "console", "main", "print_error"]
 
 app = typer.Typer(
     name="cadenza",
@@ -70,17 +70,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def print_error(message: str, hint: str | None = None) -> None:
-    """The CLI's error format: ``error: …`` on one line, then ``hint: …`` on one line.
-
-    Whitespace inside a message (a library's multi-line text) is collapsed and rich's wrapping
-    is off, so each stays one line that grep and log readers can take as a unit.
-    """
-    console.print(f"[bold red]error:[/] {' '.join(str(message).split())}", highlight=False, soft_wrap=True, markup=True)
-    if hint:
-        console.print(f"[yellow]hint:[/] {' '.join(str(hint).split())}", highlight=False, soft_wrap=True)
 
 
 def _command_path(args: list[str]) -> str:

@@ -82,19 +82,20 @@ def generate_command(
         if duration is None:
             duration = len(ref_audio) / SAMPLE_RATE
     given_clip = load_audio(continue_from) if continue_from is not None else None
+    request = gen.request(  # one checked request: generation, or a continuation of --continue
+        prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, duration=duration, seed=seed, steps=steps, cfg=cfg,
+        controls=reference, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=given_clip,
+    )
     with progress_bar("sampling", console=console, quiet=quiet) as bar:  # steps of every long-form window
-        common = dict(melody=melody, dynamics=dynamics, rhythm=rhythm, seed=seed, steps=steps, cfg=cfg, bpm=bpm, meter=meter,
-                      sampler=sampler, progress=bar.update, control_cfg=control_cfg)
-        if given_clip is not None:
-            wave, sr = gen.continue_audio(given_clip, prompt, duration=duration, **common)
-        else:
-            wave, sr = gen.generate(prompt, duration=duration, controls=reference, **common)
+        result = gen.run(request, progress=bar.update)
+    wave, sr = result.wave, result.sample_rate
+    info = dict(result.info)
     if given_clip is not None:
-        gen.last_info["continued_from"] = str(continue_from)
+        info["continued_from"] = str(continue_from)
     elif reference is not None:
-        gen.last_info["controls_from"] = {"audio": str(controls_from), "use": list(reference.given())}
+        info["controls_from"] = {"audio": str(controls_from), "use": list(reference.given())}
     save_audio(out, wave, sr)
-    info = {**gen.last_info, "output": str(out)}
+    info["output"] = str(out)
     info["timings"] = {**info.get("timings", {}), "wall_s": round(time.perf_counter() - t0, 3)}
     write_json_atomic(out.with_suffix(".json"), info)
     given = [n for n, c in info["controls"].items() if c["given"]] or ["none"]

@@ -152,7 +152,7 @@ def main() -> None:
     try:
         app()
     except CadenzaError as err:
-        from cadenza.cli import print_error
+        from cadenza.cli.errors import print_error
 
         print_error(err.message, err.hint)
         sys.exit(2)

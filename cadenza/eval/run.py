@@ -26,13 +26,13 @@ import zlib
 from collections.abc import Callable, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from cadenza.audio import SAMPLE_RATE, MelSpectrogram, frames_for_duration
+from cadenza.audio import SAMPLE_RATE, MelSpectrogram
 from cadenza.config import write_json_atomic
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
 from cadenza.controls.rhythm import describe_rhythm_tracker
@@ -43,17 +43,16 @@ from cadenza.eval.cases import Case, load_cases
 from cadenza.eval.judges import aggregate_judges, judge_batch
 from cadenza.eval.report import to_jsonable
 from cadenza.fsutil import atomic_path
+from cadenza.protocols import GenerationRequest
+
+if TYPE_CHECKING:
+    from cadenza.pipeline import Cadenza
 
 SUBSETS_ALL: tuple[tuple[str, ...], ...] = ((),) + tuple(c for k in (1, 2, 3) for c in combinations(CONTROL_NAMES, k))
 SUBSETS_PAPER: tuple[tuple[str, ...], ...] = ((), ("melody",), ("dynamics",), ("rhythm",), CONTROL_NAMES)
 REFERENCE_ROW = "reference"
 VOCODER_ROW = "reference → vocoder"
 CACHE_VERSION = 3  # 2: rows vocoded one by one (equal to Cadenza.generate); 3: cross-check judges per row
-TABLES = (
-    ("I", "Table I: extracted controls (held-out clips)"),
-    ("II", "Table II: created controls"),
-    ("III", "Table III: created controls over partial spans (metrics inside the span)"),
-)
 
 
 def row_name(subset: Sequence[str]) -> str:
@@ -103,19 +102,14 @@ def generate_batch(
 ) -> np.ndarray:
     """One batch of outputs for one prompt under several control sets (same seed each): (B, samples).
 
-    ``Cadenza.generate`` batches only over seeds, so this goes one level down to its sampler,
-    which takes a list of control sets of equal length. Each row equals ``generate`` for its
-    controls (tested), only the diffusion steps are shared.
+    One request per control set through ``Cadenza.run_batch``, which shares the diffusion steps
+    and vocodes row by row, so each row equals ``generate`` for its controls (tested).
     """
-    steps, cfg, sampler = gen._check_args(steps, cfg, None)
-    control_cfg = gen._check_control_cfg(control_cfg)
-    n_frames = frames_for_duration(duration)
-    fitted = [cs.fit_length(n_frames) for cs in controls]
-    mel = gen._sample_mel([prompt], fitted, n_frames, [seed] * len(fitted), steps, cfg, sampler, control_cfg=control_cfg)
-    n_samples = int(round(duration * SAMPLE_RATE))
-    # vocode row by row: Griffin-Lim's random initial phase depends on the batch shape, and
-    # each row should be exactly what ``Cadenza.generate`` returns for its controls
-    return np.concatenate([gen._render(mel[i : i + 1], n_samples) for i in range(mel.shape[0])])
+    requests = [
+        GenerationRequest(prompt, duration=float(duration), seeds=(int(seed),), control_set=cs, steps=steps, cfg=cfg, control_cfg=control_cfg)
+        for cs in controls
+    ]
+    return np.stack([r.wave for r in gen.run_batch(requests)])
 
 
 def vocoder_round_trip(gen: Any, audio: np.ndarray) -> np.ndarray:
@@ -306,7 +300,7 @@ def aggregate(results: list[dict], cache: Path, embedder: str = "default") -> di
 def run_eval(
     cases_dir: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
-    model: str | os.PathLike | Any | None = None,
+    model: str | os.PathLike | Cadenza | None = None,
     steps: int | None = None,
     cfg: float | None = None,
     seed: int = 0,
@@ -354,9 +348,9 @@ def run_eval(
                 per_kind[t] = per_kind.get(t, 0) + 1
         cases = kept
     chosen = subsets_for(subsets)
-    gen = model if model is not None and hasattr(model, "_sample_mel") else Cadenza.load(model, threads=threads)
-    steps_used, cfg_used, sampler = gen._check_args(steps, cfg, None)
-    control_cfg_used = gen._check_control_cfg(control_cfg)
+    gen = model if isinstance(model, Cadenza) else Cadenza.load(model, threads=threads)
+    used = gen.resolve(GenerationRequest("", steps=steps, cfg=cfg, control_cfg=control_cfg))  # the model's defaults, checked
+    steps_used, cfg_used, sampler, control_cfg_used = used.steps, used.cfg, used.sampler, used.control_cfg
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),
                 **({"control_cfg": control_cfg_used} if control_cfg_used else {}),
                 "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name}

@@ -3,8 +3,9 @@
 Why: a pipeline that serves every family calls ``generator.sample(request, conditions,
 progress)`` and nothing family-specific. This thin adapter gives the existing network that
 call for one window of frames; windowing long outputs, continuation and inpainting stay with
-the pipeline, which hands the known frames in through ``conditions``. It samples exactly what
-``Cadenza._sample_mel`` samples for a single window (tested), in normalised-mel units.
+the pipeline (``cadenza.pipeline.Cadenza.run``), which hands the known frames in through
+``conditions``. Frames are normalised mels (``cadenza.representations.mel``); the network's
+per-bin standardisation stays inside this adapter.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from cadenza.errors import CadenzaError
 from cadenza.generators.controlnet import MusicControlNet
-from cadenza.generators.diffusion import sample
+from cadenza.generators.diffusion import SAMPLERS, sample
 from cadenza.protocols import GenerationRequest, ProgressCallback
 
 
@@ -24,8 +25,12 @@ class ControlNetGenerator:
     """``sample(request, conditions, progress)`` → normalised mels (B = one per seed, n_mels, T).
 
     ``conditions``: ``text`` (a ``TextEmbedding`` of the prompt), ``n_frames``, and optionally
-    ``controls`` (``controls_to_tensors`` output), ``known`` (normalised mels) with ``known_mask``.
+    ``controls`` (``controls_to_tensors`` output), ``known`` (normalised mels) with ``known_mask``,
+    and ``generators`` (one ``torch.Generator`` per seed): the pipeline passes the same ones to
+    every window of a long output, so the windows draw one noise stream, not the same noise again.
     """
+
+    samplers: tuple[str, ...] = SAMPLERS  # what ``request.sampler`` may name (the pipeline checks it)
 
     def __init__(self, net: MusicControlNet, config: dict) -> None:
         self.net, self.config = net, config
@@ -49,7 +54,7 @@ class ControlNetGenerator:
         if known is not None:
             known = self.net.standardize(known).expand(b, -1, -1).clone()
             known_mask = known_mask.expand(b, -1).clone().float()
-        gens = [torch.Generator().manual_seed(int(s)) for s in request.seeds]
+        gens = conditions.get("generators") or [torch.Generator().manual_seed(int(s)) for s in request.seeds]
         x = sample(
             self.net, text, controls, int(conditions["n_frames"]), gens, steps=int(request.steps), cfg=float(request.cfg),
             sampler=str(request.sampler), diffusion=self.config.get("diffusion"), known=known, known_mask=known_mask,

@@ -9,6 +9,7 @@ import torch
 
 from cadenza.checkpoint import WEIGHTS_NAME, weights_digest
 from cadenza.errors import CadenzaError
+from cadenza.generators.adapter import ControlNetGenerator
 from cadenza.generators.controlnet import GeneratorConfig, MusicControlNet
 from cadenza.registry import load_model, register_family
 
@@ -29,6 +30,7 @@ def _is_generator_config(config: dict) -> bool:
 @register_family(
     kind="generator", type="music-controlnet", title="generator", shipped=WEIGHTS_DIR, recognise=_is_generator_config,
     task="generator", task_module="cadenza.train.generator", default_id="cadenza-generator",
+    wrap=lambda net, config, folder: ControlNetGenerator(net, config),  # what the pipeline calls (protocols.Generator)
     about="Music ControlNet: 1-D UNet diffusion over mel frames + a ControlNet adapter for time-varying controls",
 )
 def build_generator(config: dict) -> MusicControlNet:
