@@ -67,7 +67,7 @@ def test_a_curve_too_long_to_be_one_is_refused_before_parsing():
         parse_points("[[0,-20]," * 20_000, 1.0, LIMITS)
 
 
-@pytest.mark.parametrize("name", ["%2e%2e%2fx.wav", "..%2Fx.wav", "%2Fetc%2Fx.wav", "a\nb.wav", "a%0Ab.wav", "a\x7fb.wav", "C:\\Windows\\x.wav", "..\\x.wav", "x.wav"])
+@pytest.mark.parametrize("name", ["%2e%2e%2fx.wav", "..%2Fx.wav", "%2Fetc%2Fx.wav", "a\nb.wav", "a%0Ab.wav", "a\x7fb.wav", "evil\u202egpj.wav", "C:\\Windows\\x.wav", "..\\x.wav", "x.wav"])
 def test_upload_names_are_refused_or_stored_sanitised(client, server, name):
     r = client.post("/api/generate", data={**FAST, "rhythm_mode": "audio"}, files={"rhythm_file": (name, wav_bytes(1.0))})
     if r.status_code == 400:
@@ -78,7 +78,7 @@ def test_upload_names_are_refused_or_stored_sanitised(client, server, name):
     stored = job["generation"]["request"]["rhythm"]
     assert stored["file"] == "inputs/rhythm_file.wav"  # the studio's own name is the only one used as a path
     upload_name = stored["upload_name"]
-    assert not any(c in upload_name for c in "/\\\n\r\x00\x7f") and ".." not in upload_name and "%2" not in upload_name.lower()
+    assert not any(c in upload_name for c in "/\\\n\r\x00\x7f\u202e") and ".." not in upload_name and "%2" not in upload_name.lower()
     folder = server.studio.history.folder(job["id"])
     assert sorted(p.name for p in (folder / "inputs").iterdir()) == ["rhythm_file.wav"]
 
