@@ -136,6 +136,19 @@ def test_a_trickling_body_is_cut_off_by_the_total_deadline(client, server):
     assert client.get("/api/health").json()["ok"]
 
 
+@pytest.mark.parametrize("partial", [b"", b"GET /api/health HTTP/1.1\r\nHost: 127"])
+def test_a_client_that_never_finishes_its_headers_is_disconnected(client, server, monkeypatch, partial):
+    import cadenza.app.server as server_module
+
+    monkeypatch.setattr(server_module, "HEADER_TIMEOUT_S", 1.0)
+    with socket.create_connection((server.host, server.port), timeout=15) as s:
+        t0 = time.monotonic()
+        s.sendall(partial)
+        assert s.recv(100) == b""  # closed by the server, not by our 15 s timeout
+        assert time.monotonic() - t0 < 5
+    assert client.get("/api/health").json()["ok"]  # keep-alive clients that do send requests are unaffected
+
+
 # ---------------------------------------------------------------------------------- kill -9 and restart
 CHILD = textwrap.dedent("""
     import sys, threading
