@@ -1,8 +1,8 @@
 """Generation speed: Cadenza (text + melody + dynamics + rhythm + CFG) vs MusicGen-small, on a CPU.
 
 Each run happens in a fresh subprocess (so peak RSS is that run's alone) limited to
-``--threads`` torch threads. Cadenza generates with its default steps and sampler and all three
-controls; MusicGen is ``MusicgenForConditionalGeneration`` built by hand from the
+``--threads`` torch threads. Cadenza generates with its default steps, sampler and control
+guidance and all three controls (plus one 6 s row with control guidance off, the cost of it); MusicGen is ``MusicgenForConditionalGeneration`` built by hand from the
 musicgen-small configuration (T5-base text encoder, 24-layer 1024-d decoder over 4 EnCodec
 codebooks at 50 Hz, 32 kHz EnCodec) with **random weights** — no download — generating the same
 duration with CFG 3 (its default). Speed does not depend on the weights, quality does, so only
@@ -29,7 +29,7 @@ RESULTS = Path(__file__).parent / "results"
 MELODY_BAR = "C4:1 E4:1 G4:1 E4:1 F4:1 A4:1 G4:2 "
 
 
-def run_cadenza(duration: float, threads: int, model: str | None, seed: int) -> dict:
+def run_cadenza(duration: float, threads: int, model: str | None, seed: int, control_cfg: str | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -44,7 +44,7 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int) -> 
         t1 = time.perf_counter()
         wave, sr = gen.generate(
             "a cheerful folk tune on fiddle and guitar", melody=MELODY_BAR * bars, dynamics="swell", bpm=100,
-            duration=duration, seed=run_seed, cfg=3.0,
+            duration=duration, seed=run_seed, cfg=3.0, control_cfg=control_cfg,
         )
         return time.perf_counter() - t1, wave, sr
 
@@ -54,9 +54,9 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int) -> 
     wall, wave, sr = once(seed)
     info = gen.last_info
     return {
-        "system": "cadenza", "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
+        "system": "cadenza" if control_cfg is None else f"cadenza-control_cfg-{control_cfg}", "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
         "rtf": round(wall / duration, 3), "steps": info["steps"], "sampler": info["sampler"], "cfg": info["cfg"],
-        "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
+        "control_cfg": info.get("control_cfg"), "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
         "params_M": round(sum(p.numel() for p in gen.net.parameters()) / 1e6, 2), "samples": int(len(wave)), "sample_rate": sr,
     }
 
@@ -108,15 +108,17 @@ def run_musicgen(duration: float, threads: int, seed: int) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     if args.worker == "cadenza":
-        row = run_cadenza(args.duration, args.threads, args.model, args.seed)
+        row = run_cadenza(args.duration, args.threads, args.model, args.seed, args.control_cfg)
     else:
         row = run_musicgen(args.duration, args.threads, args.seed)
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print("RESULT " + json.dumps(row), flush=True)
 
 
-def spawn(kind: str, duration: float, args: argparse.Namespace) -> dict:
+def spawn(kind: str, duration: float, args: argparse.Namespace, control_cfg: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--duration", str(duration), "--threads", str(args.threads), "--seed", str(args.seed)]
+    if control_cfg is not None:
+        cmd += ["--control-cfg", control_cfg]
     if args.model:
         cmd += ["--model", args.model]
     print("running", " ".join(cmd[2:]), flush=True)
@@ -139,6 +141,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--worker", choices=["cadenza", "musicgen"], help=argparse.SUPPRESS)
     ap.add_argument("--duration", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--control-cfg", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
@@ -146,8 +149,10 @@ def main() -> None:
 
     load_start = [round(x, 2) for x in os.getloadavg()]
     rows = [spawn("cadenza", d, args) for d in args.durations]
+    rows.append(spawn("cadenza", 6.0, args, control_cfg="0"))  # text guidance only: what control guidance costs
     rows += [spawn("musicgen", d, args) for d in args.musicgen_durations]
     by = {(r["system"].split()[0], r["duration_s"]): r for r in rows}
+    plain = next((r for r in rows if r["system"] == "cadenza-control_cfg-0"), None)
     ratios = {}
     for d in args.musicgen_durations:
         if ("cadenza", d) in by and ("musicgen-small", d) in by:
@@ -163,6 +168,8 @@ def main() -> None:
         goals["peak_rss_le_1.5GB"] = max(r["peak_rss_mb"] for r in rows if r["system"] == "cadenza") <= 1536
     if "6s" in ratios:
         goals["ge_20x_faster_than_musicgen_small"] = ratios["6s"]["musicgen_over_cadenza_wall"] >= 20
+    if c6 and plain:
+        ratios["control_guidance_cost_6s"] = round(c6["wall_s"] / plain["wall_s"], 2)
     if c6 and c60:
         ratios["cadenza_60s_over_6s_wall"] = round(c60["wall_s"] / c6["wall_s"], 2)
         goals["60s_cost_le_10.5x_6s"] = ratios["cadenza_60s_over_6s_wall"] <= 10.5
@@ -171,7 +178,7 @@ def main() -> None:
         "benchmark": "generate", "config": {k: v for k, v in vars(args).items() if k not in ("worker", "duration")},
         "git_commit": commit, "seed": args.seed, "machine": platform.machine(), "python": platform.python_version(),
         "rows": rows, "ratios": ratios, "load_average_at_start": load_start, "goals": goals,
-        "notes": "MusicGen has random weights (speed only). Cadenza: text + melody + dynamics + rhythm, CFG 3, default steps/sampler, "
+        "notes": "MusicGen has random weights (speed only). Cadenza: text + melody + dynamics + rhythm, CFG 3, default steps/sampler/control guidance, "
         "vocoder included. Shared 2-core machine: other jobs may have been running.",
     }
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -187,7 +194,10 @@ def main() -> None:
         "| system | duration (s) | wall (s) | real-time factor | peak RSS (MB) | params (M) | settings |", "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        settings = f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, {r.get('vocoder', 'EnCodec')}; first call {r.get('cold_wall_s')} s" if r["system"] == "cadenza" else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
+        settings = (
+            f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, control cfg {r.get('control_cfg')}, {r.get('vocoder', 'EnCodec')}; first call {r.get('cold_wall_s')} s"
+            if r["system"].startswith("cadenza") else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
+        )
         lines.append(f"| {r['system']} | {r['duration_s']:g} | {r['wall_s']} | {r['rtf']} | {r['peak_rss_mb']} | {r['params_M']} | {settings} |")
     lines += ["", "Ratios: " + json.dumps(ratios), "", "Goals met: " + json.dumps(goals), "", result["notes"]]
     (RESULTS / "generate.md").write_text("\n".join(lines) + "\n")

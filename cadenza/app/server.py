@@ -11,7 +11,8 @@ Guards, in the order a request meets them:
   without a CORS preflight, which the studio never grants);
 - ``Content-Length`` is required on ``POST`` and capped (413 before the body is read), and the
   body must then arrive within ``Limits.body_timeout_s`` with no gap over ``idle_timeout_s``
-  (408 otherwise: a stalled client cannot hold a request forever);
+  (408 otherwise: a stalled client cannot hold a request forever); a connection that does not
+  finish its request headers within ``HEADER_TIMEOUT_S`` is closed;
 - the form is parsed with caps on files, fields and part sizes, then validated (400 naming
   the field); uploads are capped in bytes and in recording length (413);
 - the queue takes at most N running + Q waiting generations, then answers 503 "busy" with
@@ -322,13 +323,59 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+HEADER_TIMEOUT_S = 10.0  # a connection must finish sending a request's headers this soon after it starts one
+
+
+def _header_timeout_protocol() -> type:
+    """uvicorn's h11 protocol, closing connections whose request headers do not arrive in time.
+
+    uvicorn bounds idle keep-alive connections but not a client that sends half a request line and
+    stops (a slowloris): each such socket stayed open forever and counted against the connection cap.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutH11(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _idle(self) -> bool:  # no request in progress: waiting for (the rest of) the next request's headers
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm(self) -> None:
+            if self._header_timer is None and self._idle():
+                self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._expire)
+
+        def _expire(self) -> None:
+            self._header_timer = None
+            if self._idle() and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._idle() and self._header_timer is not None:  # a request started: its body has BodyLimit's deadlines
+                self._header_timer.cancel()
+                self._header_timer = None
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11
+
+
 def uvicorn_server(asgi: Any, log_level: str = "info"):
     import uvicorn
 
     # idle keep-alive connections are closed after 5 s; past 128 open connections new ones get 503 at once
     cfg = uvicorn.Config(
         asgi, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=5,
-        timeout_keep_alive=5, limit_concurrency=128,
+        timeout_keep_alive=5, limit_concurrency=128, http=_header_timeout_protocol(),
     )
     return uvicorn.Server(cfg)
 

@@ -13,6 +13,7 @@ import json
 import math
 import random
 import shutil
+import unicodedata
 from urllib.parse import unquote
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -232,7 +233,7 @@ def check_filename(name: str | None, field_name: str) -> str:
             f"{field_name}: file name '{text[:80]}' looks like a path",
             "upload a file with a plain name (no /, \\ or ..); the studio stores uploads under its own names",
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in text + decoded):
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in text + decoded):  # controls, and U+202E-style direction tricks
         raise RequestError(f"{field_name}: file name contains control characters", "rename the file")
     return text
 

@@ -103,7 +103,12 @@ def run(
       cadenza eval cases/created --out reports/created   ('run' is the default verb)
     """
     from cadenza.eval.run import run_eval
+    from cadenza.limits import check_count, check_threads
 
+    if limit is not None:
+        check_count("--limit", limit, 1)
+    check_count("--max-figures", max_figures, 0, 10_000)
+    check_threads(threads, "--threads")
     with progress_bar("evaluating cases", console=console, quiet=quiet) as bar:
         data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, control_cfg=control_cfg, seed=seed, subsets=subsets, limit=limit, cache=cache,
                         embedder=embedder, rhythm_tracker=rhythm_tracker, max_figures=max_figures, threads=threads,

@@ -24,6 +24,9 @@ def _read_input(path: Path, mel: MelSpectrogram) -> np.ndarray:
     if suffix == ".npy":
         if not path.exists():
             raise CadenzaError(f"{path}: no such file", "check the path")
+        from cadenza.limits import check_file_size
+
+        check_file_size(path, 1024**3, "mel file")  # an hour of mel is 160 MB
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:

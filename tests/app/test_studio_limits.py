@@ -67,7 +67,7 @@ def test_a_curve_too_long_to_be_one_is_refused_before_parsing():
         parse_points("[[0,-20]," * 20_000, 1.0, LIMITS)
 
 
-@pytest.mark.parametrize("name", ["%2e%2e%2fx.wav", "..%2Fx.wav", "%2Fetc%2Fx.wav", "a\nb.wav", "a%0Ab.wav", "a\x7fb.wav", "C:\\Windows\\x.wav", "..\\x.wav", "x.wav"])
+@pytest.mark.parametrize("name", ["%2e%2e%2fx.wav", "..%2Fx.wav", "%2Fetc%2Fx.wav", "a\nb.wav", "a%0Ab.wav", "a\x7fb.wav", "evil\u202egpj.wav", "C:\\Windows\\x.wav", "..\\x.wav", "x.wav"])
 def test_upload_names_are_refused_or_stored_sanitised(client, server, name):
     r = client.post("/api/generate", data={**FAST, "rhythm_mode": "audio"}, files={"rhythm_file": (name, wav_bytes(1.0))})
     if r.status_code == 400:
@@ -78,7 +78,7 @@ def test_upload_names_are_refused_or_stored_sanitised(client, server, name):
     stored = job["generation"]["request"]["rhythm"]
     assert stored["file"] == "inputs/rhythm_file.wav"  # the studio's own name is the only one used as a path
     upload_name = stored["upload_name"]
-    assert not any(c in upload_name for c in "/\\\n\r\x00\x7f") and ".." not in upload_name and "%2" not in upload_name.lower()
+    assert not any(c in upload_name for c in "/\\\n\r\x00\x7f\u202e") and ".." not in upload_name and "%2" not in upload_name.lower()
     folder = server.studio.history.folder(job["id"])
     assert sorted(p.name for p in (folder / "inputs").iterdir()) == ["rhythm_file.wav"]
 
@@ -134,6 +134,19 @@ def test_a_trickling_body_is_cut_off_by_the_total_deadline(client, server):
     assert answer.split(b"\r\n")[0].endswith(b"408 Request Timeout"), answer[:300]
     assert LIMITS.body_timeout_s - 1 < waited < LIMITS.body_timeout_s + 4
     assert client.get("/api/health").json()["ok"]
+
+
+@pytest.mark.parametrize("partial", [b"", b"GET /api/health HTTP/1.1\r\nHost: 127"])
+def test_a_client_that_never_finishes_its_headers_is_disconnected(client, server, monkeypatch, partial):
+    import cadenza.app.server as server_module
+
+    monkeypatch.setattr(server_module, "HEADER_TIMEOUT_S", 1.0)
+    with socket.create_connection((server.host, server.port), timeout=15) as s:
+        t0 = time.monotonic()
+        s.sendall(partial)
+        assert s.recv(100) == b""  # closed by the server, not by our 15 s timeout
+        assert time.monotonic() - t0 < 5
+    assert client.get("/api/health").json()["ok"]  # keep-alive clients that do send requests are unaffected
 
 
 # ---------------------------------------------------------------------------------- kill -9 and restart

@@ -39,11 +39,13 @@ def _refused(args: list[str], capsys, needle: str) -> str:
     (["data", "build", "--workers", "0"], "--workers: 0 is out of range"),
     (["data", "build", "--max-clips", "-3"], "--max-clips: -3 is out of range"),
     (["data", "cache", "nowhere", "--threads", "1000000"], "--threads: 1000000 is out of range"),
+    (["eval", "nowhere", "--limit", "-1"], "--limit: -1 is out of range"),
+    (["eval", "nowhere", "--max-figures", "-3"], "--max-figures: -3 is out of range"),
 ])
 def test_absurd_values_are_refused_at_once(args: list[str], needle: str, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     name = "o.csv" if args[0] == "controls" and args[2] != "all" else "o.npz" if args[0] == "controls" else "run"
-    out = [] if args[:2] == ["data", "cache"] else ["--out", str(tmp_path / name)]
+    out = [] if args[:2] == ["data", "cache"] else ["--out", str(tmp_path / ("run" if args[0] == "eval" else name))]
     _refused([*args, *out], capsys, needle)
     assert not (tmp_path / "o.csv").exists() and not (tmp_path / "run").exists()
 
