@@ -172,7 +172,7 @@ def test_crash_mid_generation_leaves_no_row(studio, monkeypatch, where):
     gen = studio._pool.get()
     studio._pool.put(gen)
     if where == "generate":
-        monkeypatch.setattr(gen, "generate", boom)
+        monkeypatch.setattr(gen, "run", boom)  # the studio's one call into the pipeline
     else:  # the audio is already saved in staging when the figure fails
         monkeypatch.setattr(figure, "plot_overlay", boom)
     job = studio.queue.wait(studio.submit({**FAST, "prompt": "doomed"}).id)

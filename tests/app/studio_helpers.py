@@ -30,7 +30,7 @@ def make_debug_model(folder) -> None:
 
 
 class GatedGenerator:
-    """Wraps a loaded ``Cadenza``: ``generate`` waits for ``gate`` (if set) and may raise ``fail`` instead."""
+    """Wraps a loaded ``Cadenza``: ``run`` (what the studio calls) waits for ``gate`` (if set) and may raise ``fail`` instead."""
 
     def __init__(self, gen, gate: threading.Event | None = None, fail: BaseException | None = None) -> None:
         self._gen = gen
@@ -41,13 +41,13 @@ class GatedGenerator:
     def __getattr__(self, name):
         return getattr(self._gen, name)
 
-    def generate(self, *args, **kwargs):
+    def run(self, *args, **kwargs):
         self.calls += 1
         if self.gate is not None and not self.gate.wait(20):
             raise TimeoutError("test gate never opened")
         if self.fail is not None:
             raise self.fail
-        return self._gen.generate(*args, **kwargs)
+        return self._gen.run(*args, **kwargs)
 
 
 def wav_bytes(seconds: float = 1.0, sr: int = 22050, freq: float = 440.0) -> bytes:
