@@ -34,3 +34,14 @@ def _make_live(net) -> None:
 def make_live():
     """A function that gives every zero-initialised join random weights, as training would."""
     return _make_live
+
+
+@pytest.fixture(scope="module")
+def live_net(net):
+    """The debug net with its zero joins given random weights (so controls and text matter)."""
+    import copy
+
+    live = copy.deepcopy(net)
+    _make_live(live)
+    return live
+

@@ -1,6 +1,5 @@
 """Control guidance: scale 0 is the text-only sampler, a scale moves the output, masks bound every push."""
 
-import copy
 import warnings
 
 import pytest
@@ -21,13 +20,6 @@ from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import GuidedDenoiser, batch_noise, make_sampler, sample
 
 N = 48
-
-
-@pytest.fixture(scope="module")
-def live_net(net, make_live):
-    live = copy.deepcopy(net)
-    make_live(live)
-    return live
 
 
 def _gens(*seeds):

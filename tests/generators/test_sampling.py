@@ -8,15 +8,6 @@ from cadenza.errors import CadenzaError
 from cadenza.generators.diffusion import diffusion_loss, make_noise_scheduler, make_sampler, sample
 
 
-@pytest.fixture(scope="module")
-def live_net(net, make_live):
-    import copy
-
-    live = copy.deepcopy(net)
-    make_live(live)
-    return live
-
-
 def _gens(*seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
 
