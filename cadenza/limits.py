@@ -293,8 +293,23 @@ def check_config_value(key: str, old: Any, new: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- control sets
-NPZ_FRAME_KEYS = ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")
-NPZ_EVENT_KEYS = ("melody_notes", "dynamics_points", "beats")
+MAX_NPZ_MEMBERS = 64  # headers read per file: far more than 2 + 3 arrays per registered control
+
+
+def npz_frame_keys() -> tuple[str, ...]:
+    """Frame-level members of a controls ``.npz``: each registered control's values and mask."""
+    from cadenza.controls.registry import CONTROLS
+
+    return tuple(k for spec in CONTROLS.values() for k in spec.npz_frame_keys)
+
+
+def npz_event_keys() -> tuple[str, ...]:
+    """Event-level members of a controls ``.npz``: each registered control's events."""
+    from cadenza.controls.registry import CONTROLS
+
+    return tuple(spec.events for spec in CONTROLS.values())
+
+
 MAX_NPZ_MEMBER_BYTES = 64 * MAX_FRAMES * 8  # the largest legitimate member (melody, float64) with room to spare
 
 
@@ -309,7 +324,7 @@ def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     try:
         with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist()[:64]:
+            for info in zf.infolist()[:MAX_NPZ_MEMBERS]:
                 if not info.filename.endswith(".npy"):
                     continue
                 with zf.open(info) as fh:
@@ -329,12 +344,13 @@ def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
 def check_control_npz(path: str | os.PathLike) -> None:
     """A controls ``.npz`` whose arrays are all of sane size: frames ≤ ``MAX_FRAMES``, events ≤ ``MAX_EVENTS``."""
     check_file_size(path, MAX_CONTROL_FILE_BYTES, "controls file")
+    frame_keys, event_keys = npz_frame_keys(), npz_event_keys()
     for name, shape in npz_shapes(path).items():
         rows = shape[0] if shape else 1
         size = int(np.prod(shape, dtype=np.float64)) if shape else 1
-        if name in NPZ_FRAME_KEYS and rows > MAX_FRAMES:
+        if name in frame_keys and rows > MAX_FRAMES:
             raise CadenzaError(f"{path}: '{name}' has {rows:,} frames, more than {MAX_DURATION_S:g} s", f"controls cover at most {MAX_FRAMES:,} frames")
-        if name in NPZ_EVENT_KEYS and rows > MAX_EVENTS:
+        if name in event_keys and rows > MAX_EVENTS:
             raise CadenzaError(f"{path}: '{name}' holds {rows:,} events", f"a control holds at most {MAX_EVENTS:,} notes, breakpoints or beats")
         if size * 8 > MAX_NPZ_MEMBER_BYTES:
             raise CadenzaError(f"{path}: '{name}' is too large ({size:,} values)", "this is not a controls file written by Cadenza")
