@@ -72,7 +72,6 @@ class ControlSpec:
     studio_modes: tuple[str, ...] = ("none",)  # the studio form's choices for this control
     studio_ref: str | None = None  # "module:function"(fields, spec, duration, limits) -> parsed mode dict
     studio_build_ref: str | None = None  # "module:function"(request, spec, folder, n_frames) -> ControlSet
-    cli_help: str = ""  # help of its ``cadenza generate`` option
 
     @property
     def dim(self) -> int:
@@ -168,7 +167,6 @@ register_control(ControlSpec(
     columns=(("melody_accuracy_mean", "melody acc %", 100.0, 1),),
     studio_modes=("none", "notes", "midi", "audio"),
     studio_ref="cadenza.app.validation:parse_melody_form", studio_build_ref="cadenza.app.validation:build_melody",
-    cli_help="Melody: notes 'C4:1 E4:1 G4:2' (name:beats, R = rest), a .mid, or melody.csv.",
 ))
 register_control(ControlSpec(
     name="dynamics", shape=(), events="dynamics_points",

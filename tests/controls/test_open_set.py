@@ -232,3 +232,17 @@ def test_eval_scores_aggregates_and_tabulates_it():
     assert ("brightness_mae_mean", "brightness MAE", 1.0, 3) in columns()
     table = table_markdown("I", "Table I", [{"row": "brightness", "n_cases": 2, **agg}])
     assert "brightness MAE" in table and "| brightness | 2 |" in table and "0.250" in table
+
+
+# ------------------------------------------------------------------ CLI
+def test_cli_takes_it_as_a_control_option():
+    from cadenza.cli.generate import parse_control_options
+
+    shipped = {"melody": "C4:1", "dynamics": None, "rhythm": None}
+    assert parse_control_options(["brightness=0.4"], shipped) == {"brightness": "0.4"}
+    with pytest.raises(CadenzaError, match="--control: unknown control 'sparkle'"):
+        parse_control_options(["sparkle=1"], shipped)
+    with pytest.raises(CadenzaError, match="--control: 'melody' is given twice"):
+        parse_control_options(["melody=E4:1"], shipped)
+    with pytest.raises(CadenzaError, match="expected NAME=SOURCE"):
+        parse_control_options(["brightness"], shipped)
