@@ -1,4 +1,4 @@
-"""``ControlSet``: the three time-varying controls with per-frame masks, on the canonical frame grid.
+"""``ControlSet``: the time-varying controls with per-frame masks, on the canonical frame grid.
 
 This is the one in-memory form of controls that extraction, creator files, the data corpus,
 the generator, the evaluation and the web page all exchange:
@@ -7,6 +7,7 @@ the generator, the evaluation and the web page all exchange:
 - ``dynamics`` (T,)    float32 level in dBFS (``20*log10(RMS)`` of a 2048-sample Hann frame,
   smoothed over about 1 s, floored at -100 dB);
 - ``rhythm``   (T, 2)  float32 beat and downbeat activations in [0, 1];
+- any control added with ``registry.register_control``, of its registered frame shape;
 - one mask per control, (T,) float32 with 1 = given, 0 = free. A control that is not given
   at all has an all-zero mask; values under a zero mask carry no meaning and are zeroed.
 

@@ -5,13 +5,14 @@ Why: the names and shapes of melody, dynamics and rhythm used to be written out 
 control set, the conditioning, the pipeline and the evaluation. Everything that needs "which
 controls exist, and what does one frame of each look like" reads :data:`CONTROLS` (or
 ``CONTROL_NAMES``, derived from it), so adding a control (chords next) is one entry here plus
-its code and tests. Each :class:`ControlSpec` satisfies ``cadenza.protocols.Control``.
+the functions it names, in one module, and its tests. Each :class:`ControlSpec` satisfies ``cadenza.protocols.Control``.
 
 The behaviour is named by ``"module:function"`` strings and imported on first use: this module
 sits below the code it names (``controls.base`` imports it for the names, and the scoring lives
 in ``cadenza.eval.adherence``), so a real import either way would be a cycle or a step up the
-layers. Today's ``ControlSet`` still has one field per control (``melody``, ``melody_mask``…);
-see docs/architecture.md for what an open ``ControlSet`` still needs.
+layers. ``ControlSet``, its npz files, the limits, the control encoder, the pipeline, the studio
+and the evaluation all loop over :data:`CONTROLS`; docs/architecture.md lists what stays per
+control (a trained network's channels, extraction from audio) and why.
 """
 
 from __future__ import annotations
