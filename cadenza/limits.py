@@ -29,7 +29,7 @@ import numbers
 import operator
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -294,22 +294,6 @@ def check_config_value(key: str, old: Any, new: Any) -> Any:
 
 # ---------------------------------------------------------------------------------- control sets
 MAX_NPZ_MEMBERS = 64  # headers read per file: far more than 2 + 3 arrays per registered control
-
-
-def npz_frame_keys() -> tuple[str, ...]:
-    """Frame-level members of a controls ``.npz``: each registered control's values and mask."""
-    from cadenza.controls.registry import CONTROLS
-
-    return tuple(k for spec in CONTROLS.values() for k in spec.npz_frame_keys)
-
-
-def npz_event_keys() -> tuple[str, ...]:
-    """Event-level members of a controls ``.npz``: each registered control's events."""
-    from cadenza.controls.registry import CONTROLS
-
-    return tuple(spec.events for spec in CONTROLS.values())
-
-
 MAX_NPZ_MEMBER_BYTES = 64 * MAX_FRAMES * 8  # the largest legitimate member (melody, float64) with room to spare
 
 
@@ -341,10 +325,13 @@ def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_control_npz(path: str | os.PathLike) -> None:
-    """A controls ``.npz`` whose arrays are all of sane size: frames ≤ ``MAX_FRAMES``, events ≤ ``MAX_EVENTS``."""
+def check_control_npz(path: str | os.PathLike, frame_keys: Collection[str], event_keys: Collection[str]) -> None:
+    """A controls ``.npz`` whose arrays are all of sane size: frames ≤ ``MAX_FRAMES``, events ≤ ``MAX_EVENTS``.
+
+    ``frame_keys`` / ``event_keys`` name the members of each kind (every registered control's
+    values and mask, and its events: ``ControlSet.load`` passes them, this layer knows no control).
+    """
     check_file_size(path, MAX_CONTROL_FILE_BYTES, "controls file")
-    frame_keys, event_keys = npz_frame_keys(), npz_event_keys()
     for name, shape in npz_shapes(path).items():
         rows = shape[0] if shape else 1
         size = int(np.prod(shape, dtype=np.float64)) if shape else 1

@@ -285,7 +285,7 @@ class ControlSet:
             raise CadenzaError(f"{path}: no such controls file", "make one with 'cadenza controls extract' or 'cadenza controls make'")
         from cadenza.limits import MAX_FRAMES, check_control_npz, check_frames
 
-        check_control_npz(path)  # sizes from the headers, before anything is decompressed
+        check_control_npz(path, frame_fields(), event_fields())  # sizes from the headers, before anything is decompressed
         try:
             with np.load(path, allow_pickle=False) as z:
                 version = int(z["format_version"])
