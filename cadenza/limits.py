@@ -29,7 +29,7 @@ import numbers
 import operator
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -293,8 +293,7 @@ def check_config_value(key: str, old: Any, new: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- control sets
-NPZ_FRAME_KEYS = ("melody", "melody_mask", "dynamics", "dynamics_mask", "rhythm", "rhythm_mask")
-NPZ_EVENT_KEYS = ("melody_notes", "dynamics_points", "beats")
+MAX_NPZ_MEMBERS = 64  # headers read per file: far more than 2 + 3 arrays per registered control
 MAX_NPZ_MEMBER_BYTES = 64 * MAX_FRAMES * 8  # the largest legitimate member (melody, float64) with room to spare
 
 
@@ -309,7 +308,7 @@ def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     try:
         with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist()[:64]:
+            for info in zf.infolist()[:MAX_NPZ_MEMBERS]:
                 if not info.filename.endswith(".npy"):
                     continue
                 with zf.open(info) as fh:
@@ -326,15 +325,19 @@ def npz_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_control_npz(path: str | os.PathLike) -> None:
-    """A controls ``.npz`` whose arrays are all of sane size: frames ≤ ``MAX_FRAMES``, events ≤ ``MAX_EVENTS``."""
+def check_control_npz(path: str | os.PathLike, frame_keys: Collection[str], event_keys: Collection[str]) -> None:
+    """A controls ``.npz`` whose arrays are all of sane size: frames ≤ ``MAX_FRAMES``, events ≤ ``MAX_EVENTS``.
+
+    ``frame_keys`` / ``event_keys`` name the members of each kind (every registered control's
+    values and mask, and its events: ``ControlSet.load`` passes them, this layer knows no control).
+    """
     check_file_size(path, MAX_CONTROL_FILE_BYTES, "controls file")
     for name, shape in npz_shapes(path).items():
         rows = shape[0] if shape else 1
         size = int(np.prod(shape, dtype=np.float64)) if shape else 1
-        if name in NPZ_FRAME_KEYS and rows > MAX_FRAMES:
+        if name in frame_keys and rows > MAX_FRAMES:
             raise CadenzaError(f"{path}: '{name}' has {rows:,} frames, more than {MAX_DURATION_S:g} s", f"controls cover at most {MAX_FRAMES:,} frames")
-        if name in NPZ_EVENT_KEYS and rows > MAX_EVENTS:
+        if name in event_keys and rows > MAX_EVENTS:
             raise CadenzaError(f"{path}: '{name}' holds {rows:,} events", f"a control holds at most {MAX_EVENTS:,} notes, breakpoints or beats")
         if size * 8 > MAX_NPZ_MEMBER_BYTES:
             raise CadenzaError(f"{path}: '{name}' is too large ({size:,} values)", "this is not a controls file written by Cadenza")

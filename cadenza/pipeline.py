@@ -35,10 +35,10 @@ import torch
 
 from cadenza.audio import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE, check_waveform, frames_for_duration, resample
 from cadenza.conditioning.cfg import parse_control_scale
-from cadenza.conditioning.controls import controls_to_tensors
+from cadenza.conditioning.controls import check_trained_on, controls_to_tensors
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
-from cadenza.controls.base import CONTROL_NAMES, ControlSet
-from cadenza.controls.registry import CONTROLS
+from cadenza.controls.base import ControlSet
+from cadenza.controls.registry import CONTROLS, ControlSpec, _resolve, control_names
 from cadenza.errors import CadenzaError
 from cadenza.generators.model import resolve_model_dir
 from cadenza.limits import check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps, check_threads
@@ -56,28 +56,12 @@ ControlInput = Any  # ControlSet | np.ndarray | str | os.PathLike | None
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps in total)
 
 
-def _as_pitch_frames(arr: np.ndarray, n_frames: int) -> ControlSet:
-    """(T, 12) one-hot rows (mask 1 everywhere) or (T,) pitch classes with -1 = free."""
-    if arr.ndim == 1:
-        if not np.isin(arr, np.arange(-1, 12)).all():
-            raise CadenzaError("melody pitch classes must be integers -1 (free) or 0-11 (C..B)")
-        pc = arr.astype(np.int64)
-        onehot = np.zeros((len(pc), 12), np.float32)
-        onehot[np.arange(len(pc))[pc >= 0], pc[pc >= 0]] = 1
-        mask = (pc >= 0).astype(np.float32)
-    else:
-        onehot, mask = arr.astype(np.float32), np.ones(len(arr), np.float32)
-    cs = ControlSet.empty(n_frames)
-    cs.melody, cs.melody_mask = onehot, mask
-    return cs.validate()
-
-
-def _check_frames(name: str, arr: np.ndarray, n_frames: int, trailing: tuple[int, ...]) -> np.ndarray:
+def _check_frames(name: str, arr: np.ndarray, n_frames: int, spec: ControlSpec) -> np.ndarray:
     try:
         arr = np.asarray(arr, dtype=np.float32)
     except (TypeError, ValueError, OverflowError):  # objects, strings, ragged lists
         raise CadenzaError(f"{name} control: an array of {np.asarray(arr).dtype} is not numbers", "give float frame values (or a file / ControlSet)") from None
-    ok_shapes = [(n_frames, *trailing)] + ([(n_frames,)] if name == "melody" else [])
+    ok_shapes = [(n_frames, *spec.shape)] + [(n_frames, *other) for other in spec.array_shapes]
     if arr.shape not in ok_shapes:
         raise CadenzaError(
             f"{name} control has shape {arr.shape} but the output has {n_frames} frames (expected {ok_shapes[0]})",
@@ -85,6 +69,13 @@ def _check_frames(name: str, arr: np.ndarray, n_frames: int, trailing: tuple[int
             "or pass a ControlSet / control file, which is fitted to the duration",
         )
     return arr
+
+
+def check_control_names(names: Any) -> None:
+    """One clear error for a control keyword that names no registered control."""
+    unknown = sorted(set(names) - set(control_names()))
+    if unknown:
+        raise CadenzaError(f"unknown control '{unknown[0]}'", f"controls are {', '.join(control_names())}")
 
 
 def resolve_controls(
@@ -95,11 +86,16 @@ def resolve_controls(
     controls: ControlSet | None = None,
     bpm: float | None = None,
     meter: str | int = 4,
+    **more: ControlInput,
 ) -> tuple[ControlSet, dict[str, str]]:
-    """Every way of giving controls → one ControlSet of ``n_frames`` frames, plus a source per control."""
-    from cadenza.controls import files
+    """Every way of giving controls → one ControlSet of ``n_frames`` frames, plus a source per control.
 
-    sources = {name: "free" for name in CONTROL_NAMES}
+    The shipped three keep their positional places; any other registered control is a keyword
+    (``chords=...``). How each is read (arrays, files, strings, ``bpm``) is its registry entry's.
+    """
+    check_control_names(more)
+    given = {"melody": melody, "dynamics": dynamics, "rhythm": rhythm, **more}
+    sources = {name: "free" for name in control_names()}
     if controls is not None:
         if not isinstance(controls, ControlSet):
             raise CadenzaError(f"controls must be a ControlSet, got {type(controls).__name__}", "use Cadenza.extract_controls or ControlSet.load")
@@ -109,6 +105,7 @@ def resolve_controls(
         out = ControlSet.empty(n_frames)
 
     def one(name: str, value: ControlInput) -> ControlSet | None:
+        spec = CONTROLS[name]
         if value is None:
             return None
         if isinstance(value, ControlSet):
@@ -117,39 +114,34 @@ def resolve_controls(
         if isinstance(value, (np.ndarray, list, torch.Tensor)):
             sources[name] = "array"
             arr = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            arr = _check_frames(name, arr, n_frames, CONTROLS[name].shape)
-            if name == "melody":
-                return _as_pitch_frames(arr, n_frames)
-            cs = ControlSet.empty(n_frames)
-            setattr(cs, name, arr)
-            setattr(cs, f"{name}_mask", np.ones(n_frames, np.float32))
-            return cs.validate()
+            arr = _check_frames(name, arr, n_frames, spec)
+            if arr.shape[1:] != spec.shape and spec.array_ref:  # the control's other array form (melody: pitch classes)
+                return _resolve(spec.array_ref)(arr, n_frames)
+            return ControlSet(n_frames, **{name: arr, spec.mask_field: np.ones(n_frames, np.float32)})
         if isinstance(value, (str, os.PathLike)):
             sources[name] = str(value)
-            return CONTROLS[name].render(value, n_frames, bpm=bpm or 120.0)  # each control's creator formats (controls/registry.py)
+            return spec.render(value, n_frames, bpm=bpm or 120.0)  # each control's creator formats (controls/registry.py)
         raise CadenzaError(f"{name}: cannot use a {type(value).__name__} as a control", "give a file path, a string, an array or a ControlSet")
 
-    for name, value in (("melody", melody), ("dynamics", dynamics), ("rhythm", rhythm)):
-        cs = one(name, value)
+    for name in control_names():
+        cs = one(name, given.get(name))
         if cs is not None:
             out = out.with_control(name, cs)
-    if rhythm is None and bpm is not None:
-        out = out.with_control("rhythm", files.rhythm_from_bpm(bpm, meter, n_frames).fit_length(n_frames))
-        sources["rhythm"] = f"bpm {bpm:g}, meter {meter}"
+    if bpm is not None:  # a control made from the tempo (rhythm) when it is not given otherwise
+        for spec in CONTROLS.values():
+            if spec.tempo_ref and given.get(spec.name) is None:
+                out = out.with_control(spec.name, _resolve(spec.tempo_ref)(bpm, meter, n_frames).fit_length(n_frames))
+                sources[spec.name] = f"bpm {bpm:g}, meter {meter}"
     return out, sources
 
 
 def controls_summary(cs: ControlSet, sources: dict[str, str]) -> dict[str, dict]:
     """Per control: where it came from and on what fraction of the frames it is given."""
     summary = {}
-    for name in CONTROL_NAMES:
-        mask = getattr(cs, f"{name}_mask")
+    for name, spec in CONTROLS.items():
+        mask = spec.mask(cs)
         entry: dict[str, Any] = {"given": bool(mask.any()), "coverage": round(float(mask.mean()), 4), "source": sources.get(name, "free")}
-        if name == "dynamics" and mask.any():
-            vals = cs.dynamics[mask > 0]
-            entry["range_db"] = [round(float(vals.min()), 2), round(float(vals.max()), 2)]
-        if name == "rhythm" and mask.any():
-            entry["beats"] = int(len(cs.beats))
+        entry.update(spec.summary(cs))
         summary[name] = entry
     return summary
 
@@ -305,9 +297,6 @@ class Cadenza:
         self,
         prompt: str,
         *,
-        melody: ControlInput = None,
-        dynamics: ControlInput = None,
-        rhythm: ControlInput = None,
         duration: float | None = None,
         seed: int | Sequence[int] = 0,
         steps: int | None = None,
@@ -320,14 +309,17 @@ class Cadenza:
         audio: np.ndarray | torch.Tensor | None = None,
         sample_rate: int = SAMPLE_RATE,
         span: tuple[float, float] | None = None,
+        **named: ControlInput,
     ) -> GenerationRequest:
         """Loose arguments (numbers as strings, one seed or a list) → one checked ``GenerationRequest``.
 
         Why: the wrappers, the CLI and the studio take user input in many forms; this is the one
         place it becomes a request, so each bad value is the same one-line error everywhere.
         ``audio`` alone asks for a continuation of it; with ``span=(start, end)`` seconds, for an
-        inpainting of that span (the output keeps the clip's length).
+        inpainting of that span (the output keeps the clip's length). Every other keyword names a
+        registered control (``melody=``, ``dynamics=``, ``rhythm=``, …); an unknown one is an error.
         """
+        check_control_names(named)
         self._settings(steps, cfg, sampler, control_cfg)
         if duration is not None:
             duration = check_duration(duration)
@@ -343,7 +335,7 @@ class Cadenza:
         if span is not None:
             known_mask = _span_mask(len(known_audio) // HOP_LENGTH + 1, *span)
         return GenerationRequest(
-            prompt, duration=duration, seeds=seeds, controls={"melody": melody, "dynamics": dynamics, "rhythm": rhythm},
+            prompt, duration=duration, seeds=seeds, controls={name: named.get(name) for name in control_names()},
             control_set=controls, bpm=bpm, meter=meter, known_audio=known_audio, known_sample_rate=SAMPLE_RATE if known_audio is not None else None,
             known_mask=known_mask, steps=steps, cfg=cfg, control_cfg=control_cfg, sampler=sampler,
         )
@@ -357,7 +349,7 @@ class Cadenza:
         if not isinstance(sampler, str) or (choices and sampler not in choices):
             raise CadenzaError(f"unknown sampler '{sampler}'", "choose one of " + ", ".join(choices) if choices else "a sampler name is a string")
         # control guidance (0 = off): the argument, else the config's ``sampling.control_cfg``
-        scale = parse_control_scale(self.sampling.get("control_cfg", 0.0) if control_cfg is None else control_cfg, CONTROL_NAMES)
+        scale = parse_control_scale(self.sampling.get("control_cfg", 0.0) if control_cfg is None else control_cfg, self.trained_controls)
         return steps, cfg, sampler, scale
 
     def resolve(self, request: GenerationRequest) -> GenerationRequest:
@@ -478,11 +470,16 @@ class Cadenza:
         frames[..., :m] = given[:, :m]
         return _Known(frames, mask, wave, info)
 
+    @property
+    def trained_controls(self) -> tuple[str, ...]:
+        """The controls the generator follows: its network's (config ``model.controls``), else every registered one."""
+        return tuple(getattr(self.generator, "control_names", None) or control_names())
+
     def _controls(self, req: GenerationRequest, n_frames: int) -> tuple[ControlSet, dict[str, str]]:
-        unknown = sorted(set(req.controls) - set(CONTROL_NAMES))
-        if unknown:
-            raise CadenzaError(f"unknown control '{unknown[0]}'", f"controls are {', '.join(CONTROL_NAMES)}")
-        return resolve_controls(n_frames, controls=req.control_set, bpm=req.bpm, meter=req.meter, **req.controls)
+        check_control_names(req.controls)
+        cs, sources = resolve_controls(n_frames, controls=req.control_set, bpm=req.bpm, meter=req.meter, **req.controls)
+        check_trained_on(cs.given(), self.trained_controls)
+        return cs, sources
 
     def _sample(
         self, req: GenerationRequest, cs: ControlSet | list[ControlSet], n_frames: int, known: _Known | None,
@@ -563,6 +560,7 @@ class Cadenza:
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
+        **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Audio for ``prompt`` under the given controls: ``(waveform, sample_rate)``.
 
@@ -575,7 +573,7 @@ class Cadenza:
         ``"melody=3,rhythm=2"``); None takes the config's ``sampling.control_cfg``, 0 is off.
         """
         request = self.request(
-            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, duration=duration, seed=seed, steps=steps, cfg=cfg,
+            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, duration=duration, seed=seed, steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg,
         )
         return self._legacy(self.run(request, progress))
@@ -599,11 +597,12 @@ class Cadenza:
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
+        **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Extend ``audio``: the output starts with it and runs to ``duration`` seconds in total
         (default: the clip plus the config's duration). Controls cover the whole output."""
         request = self.request(
-            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, duration=duration, seed=check_seed(seed), steps=steps, cfg=cfg,
+            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, duration=duration, seed=check_seed(seed), steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
         )
         return self._legacy(self.run(request, progress))
@@ -628,10 +627,11 @@ class Cadenza:
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
+        **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Regenerate seconds [start, end) of ``audio`` and keep the rest; same length as the input."""
         request = self.request(
-            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, seed=check_seed(seed), steps=steps, cfg=cfg,
+            prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, seed=check_seed(seed), steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
             span=(start, end),
         )

@@ -25,14 +25,17 @@ import soundfile as sf
 from cadenza.app.config import Limits
 from cadenza.audio import FRAME_RATE, SAMPLE_RATE, SUPPORTED_EXTENSIONS, frames_for_duration, load_audio
 from cadenza.controls.base import CONTROL_NAMES, DB_CEIL, DB_FLOOR, ControlSet
+from cadenza.controls.registry import CONTROLS, ControlSpec, _resolve, control_names
 from cadenza.errors import CadenzaError
 from cadenza.limits import MAX_GUIDANCE, MAX_SEED, check_float, check_int
 
-MODES: dict[str, tuple[str, ...]] = {
-    "melody": ("none", "notes", "midi", "audio"),
-    "dynamics": ("none", "shape", "drawn"),
-    "rhythm": ("none", "bpm", "audio"),
-}
+
+def modes() -> dict[str, tuple[str, ...]]:
+    """Each registered control's studio choices (``ControlSpec.studio_modes``)."""
+    return {name: spec.studio_modes for name, spec in CONTROLS.items()}
+
+
+MODES: dict[str, tuple[str, ...]] = modes()  # the shipped controls' (what the studio page lists)
 MIDI_EXTS = (".mid", ".midi")
 AUDIO_EXTS = tuple(SUPPORTED_EXTENSIONS)
 MIN_UPLOAD_S = 0.1
@@ -64,21 +67,34 @@ class GenerationRequest:
     melody: dict = field(default_factory=lambda: {"mode": "none"})
     dynamics: dict = field(default_factory=lambda: {"mode": "none"})
     rhythm: dict = field(default_factory=lambda: {"mode": "none"})
+    # any other registered control's mode dict, by name: stored flat beside the shipped three, so a
+    # history row looks the same for every control and rows written before it existed still load
+    more: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        return {**{k: v for k, v in out.items() if k != "more"}, **out["more"]}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "GenerationRequest":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        more = {k: dict(data[k]) for k in control_names() if k not in cls.__dataclass_fields__ and k in data}
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "more"}, more=more)
 
     def control(self, name: str) -> dict:
-        return getattr(self, name)
+        if name in CONTROL_NAMES:
+            return getattr(self, name)
+        return self.more.setdefault(name, {"mode": "none"})
+
+    def set_control(self, name: str, value: dict) -> None:
+        if name in CONTROL_NAMES:
+            setattr(self, name, value)
+        else:
+            self.more[name] = value
 
     def uploads_needed(self) -> dict[str, tuple[str, ...]]:
         """Form file field → allowed extensions, for the controls whose mode reads a file."""
         out = {}
-        for name in CONTROL_NAMES:
+        for name in control_names():
             mode = self.control(name)["mode"]
             if mode == "midi":
                 out[f"{name}_file"] = MIDI_EXTS
@@ -101,7 +117,7 @@ def _control_scale(fields: Mapping) -> float | dict | None:
     if len(text) > 200:
         raise RequestError("control_cfg: too long", "give one number or a few name=scale pairs")
     try:
-        return parse_control_scale(text, CONTROL_NAMES)
+        return parse_control_scale(text, control_names())
     except CadenzaError as err:
         raise RequestError(err.message, err.hint) from None
 
@@ -173,7 +189,6 @@ def parse_points(raw: str | None, duration: float, limits: Limits) -> list[list[
 
 def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: float = 6.0) -> GenerationRequest:
     """Form fields → a complete ``GenerationRequest`` (files are checked separately by ``accept_upload``)."""
-    from cadenza.controls.dynamics_files import CURVES, SHAPES
     from cadenza.controls.notes import check_bpm
     from cadenza.controls.rhythm_files import parse_meter
 
@@ -196,27 +211,45 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
     except CadenzaError as err:
         raise RequestError(err.message, err.hint) from None
     req = GenerationRequest(prompt=prompt, duration=duration, seed=int(seed), steps=steps, cfg=cfg, control_cfg=control_cfg, bpm=bpm, meter=meter)
-    for name in CONTROL_NAMES:
-        mode = _choice(fields, f"{name}_mode", MODES[name], "none")
-        spec: dict = {"mode": mode}
-        if mode != "none":
-            spec["start"], spec["end"] = _span(fields, name, duration)
-        if mode == "notes":
-            notes = str(fields.get("melody_notes") or "").strip()
-            if not notes:
-                raise RequestError("melody_notes: no notes typed", 'type notes like "C4:1 E4:1 G4:2" (pitch:beats), or choose another melody source')
-            if len(notes) > limits.max_notes_chars:
-                raise RequestError(f"melody_notes: {len(notes)} characters is too long", f"keep it under {limits.max_notes_chars} characters")
-            spec["notes"] = notes
-        elif mode == "shape":
-            spec["shape"] = _choice(fields, "dynamics_shape", SHAPES, "crescendo")
-            spec["curve"] = _choice(fields, "dynamics_curve", CURVES, "linear")
-            spec["start_db"] = _number(fields, "dynamics_start_db", -30.0, DB_FLOOR, DB_CEIL, unit=" dB")
-            spec["range_db"] = _number(fields, "dynamics_range_db", 15.0, 0.0, 60.0, unit=" dB")
-        elif mode == "drawn":
-            spec["points"] = parse_points(fields.get("dynamics_points"), duration, limits)
-        setattr(req, name, spec)
+    for name, spec in CONTROLS.items():
+        mode = _choice(fields, f"{name}_mode", spec.studio_modes, "none")
+        parsed = {"mode": mode} if mode == "none" else _resolve(spec.studio_ref or f"{__name__}:parse_span_form")(fields, mode, name, duration, limits)
+        req.set_control(name, parsed)
     return req
+
+
+def parse_span_form(fields: Mapping[str, str], mode: str, name: str, duration: float, limits: Limits) -> dict:
+    """A control's mode and time span (all a control needs whose source is a file or the tempo)."""
+    start, end = _span(fields, name, duration)
+    return {"mode": mode, "start": start, "end": end}
+
+
+def parse_melody_form(fields: Mapping[str, str], mode: str, name: str, duration: float, limits: Limits) -> dict:
+    """The melody's span, plus its typed notes in ``notes`` mode."""
+    spec = parse_span_form(fields, mode, name, duration, limits)
+    if mode == "notes":
+        notes = str(fields.get("melody_notes") or "").strip()
+        if not notes:
+            raise RequestError("melody_notes: no notes typed", 'type notes like "C4:1 E4:1 G4:2" (pitch:beats), or choose another melody source')
+        if len(notes) > limits.max_notes_chars:
+            raise RequestError(f"melody_notes: {len(notes)} characters is too long", f"keep it under {limits.max_notes_chars} characters")
+        spec["notes"] = notes
+    return spec
+
+
+def parse_dynamics_form(fields: Mapping[str, str], mode: str, name: str, duration: float, limits: Limits) -> dict:
+    """The dynamics' span, plus its shape settings or its drawn curve."""
+    from cadenza.controls.dynamics_files import CURVES, SHAPES
+
+    spec = parse_span_form(fields, mode, name, duration, limits)
+    if mode == "shape":
+        spec["shape"] = _choice(fields, "dynamics_shape", SHAPES, "crescendo")
+        spec["curve"] = _choice(fields, "dynamics_curve", CURVES, "linear")
+        spec["start_db"] = _number(fields, "dynamics_start_db", -30.0, DB_FLOOR, DB_CEIL, unit=" dB")
+        spec["range_db"] = _number(fields, "dynamics_range_db", 15.0, 0.0, 60.0, unit=" dB")
+    elif mode == "drawn":
+        spec["points"] = parse_points(fields.get("dynamics_points"), duration, limits)
+    return spec
 
 
 # ---------------------------------------------------------------------------------- uploads
@@ -291,51 +324,47 @@ def check_audio_upload(path: Path, field_name: str, name: str, limits: Limits) -
 # ---------------------------------------------------------------------------------- controls
 def restrict_to_span(cs: ControlSet, name: str, start: float, end: float | None) -> ControlSet:
     """Keep control ``name`` only on frames whose centre lies in [start, end]; its events likewise."""
-    t = np.arange(cs.n_frames) / FRAME_RATE
-    end = t[-1] if end is None else end
-    inside = ((t >= start - 1e-9) & (t <= end + 1e-9)).astype(np.float32)
-    out = ControlSet(
-        cs.n_frames, cs.melody, cs.melody_mask.copy(), cs.dynamics, cs.dynamics_mask.copy(), cs.rhythm, cs.rhythm_mask.copy(),
-        cs.melody_notes, cs.dynamics_points, cs.beats,
-    )
-    setattr(out, f"{name}_mask", getattr(out, f"{name}_mask") * inside)
-    if name == "melody" and len(out.melody_notes):
-        notes = out.melody_notes[(out.melody_notes[:, 1] > start) & (out.melody_notes[:, 0] <= end)].copy()
-        notes[:, 0], notes[:, 1] = np.maximum(notes[:, 0], start), np.minimum(notes[:, 1], end)
-        out.melody_notes = notes
-    elif name == "dynamics":
-        pts = out.dynamics_points
-        out.dynamics_points = pts[(pts[:, 0] >= start - 1e-9) & (pts[:, 0] <= end + 1e-9)]
-    elif name == "rhythm":
-        out.beats = out.beats[(out.beats[:, 0] >= start - 1e-9) & (out.beats[:, 0] <= end + 1e-9)]
-    return out.validate()
+    return cs.restrict_to_span(name, start, end)
+
+
+def build_melody(req: GenerationRequest, spec: dict, folder: Path, n_frames: int) -> ControlSet:
+    from cadenza.controls import files
+
+    if spec["mode"] == "notes":
+        return files.read_melody(spec["notes"], n_frames, bpm=req.bpm, start=spec.get("start", 0.0))
+    return files.read_melody(folder / spec["file"], n_frames)  # midi
+
+
+def build_dynamics(req: GenerationRequest, spec: dict, folder: Path, n_frames: int) -> ControlSet:
+    from cadenza.controls import files
+
+    if spec["mode"] == "shape":
+        return files.dynamics_shape(
+            spec["shape"], n_frames, start_db=spec["start_db"], range_db=spec["range_db"], start=spec.get("start", 0.0), end=spec.get("end"), curve=spec["curve"]
+        )
+    return files.dynamics_from_points(np.asarray(spec["points"], dtype=np.float64), n_frames, "drawn dynamics")  # drawn
+
+
+def build_rhythm(req: GenerationRequest, spec: dict, folder: Path, n_frames: int) -> ControlSet:
+    from cadenza.controls import files
+
+    return files.rhythm_from_bpm(req.bpm, req.meter, n_frames, start=spec.get("start", 0.0), end=spec.get("end"))  # bpm
 
 
 def _one_control(req: GenerationRequest, name: str, folder: Path, n_frames: int, extract: bool) -> ControlSet | None:
-    from cadenza.controls import files
-
+    control_spec: ControlSpec = CONTROLS[name]
     spec = req.control(name)
-    mode, start, end = spec["mode"], spec.get("start", 0.0), spec.get("end")
-    if mode == "notes":
-        return files.read_melody(spec["notes"], n_frames, bpm=req.bpm, start=start)
-    if mode == "midi":
-        return files.read_melody(folder / spec["file"], n_frames)
-    if mode == "shape":
-        return files.dynamics_shape(
-            spec["shape"], n_frames, start_db=spec["start_db"], range_db=spec["range_db"], start=start, end=end, curve=spec["curve"]
-        )
-    if mode == "drawn":
-        return files.dynamics_from_points(np.asarray(spec["points"], dtype=np.float64), n_frames, "drawn dynamics")
-    if mode == "bpm":
-        return files.rhythm_from_bpm(req.bpm, req.meter, n_frames, start=start, end=end)
+    mode = spec["mode"]
+    if mode not in control_spec.studio_modes or mode == "none":
+        raise RequestError(f"{name}: unknown mode '{mode}'", f"choose one of {', '.join(control_spec.studio_modes)}")
     if mode == "audio":
         if not extract:  # checked at upload; extraction is the slow part and runs in the queue
             return None
-        from cadenza.controls.extract import extract_controls
-
         audio = load_audio(folder / spec["file"])[: int(round(req.duration * SAMPLE_RATE))]
-        return extract_controls(audio, SAMPLE_RATE, controls=(name,)).fit_length(n_frames)
-    raise RequestError(f"{name}: unknown mode '{mode}'", f"choose one of {', '.join(MODES[name])}")
+        return control_spec.extract(audio, SAMPLE_RATE).fit_length(n_frames)
+    if control_spec.studio_build_ref is None:
+        raise RequestError(f"{name}: mode '{mode}' has no builder", "register the control with a studio_build_ref")
+    return _resolve(control_spec.studio_build_ref)(req, spec, folder, n_frames)
 
 
 def build_controls(req: GenerationRequest, folder: Path, extract: bool = True) -> ControlSet:
@@ -344,7 +373,7 @@ def build_controls(req: GenerationRequest, folder: Path, extract: bool = True) -
         raise RequestError("duration: not set", "give the length of the output in seconds")
     n_frames = frames_for_duration(req.duration)
     cs = ControlSet.empty(n_frames)
-    for name in CONTROL_NAMES:
+    for name in control_names():
         spec = req.control(name)
         if spec["mode"] == "none":
             continue

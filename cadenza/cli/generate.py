@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -51,6 +51,9 @@ def generate_command(
     melody: Optional[str] = typer.Option(None, "--melody", help="melody.csv, a .mid file, or a note string such as \"C4:1 D4:1 E4:2\"."),
     dynamics: Optional[str] = typer.Option(None, "--dynamics", help="dynamics.csv or a shape: crescendo, decrescendo, swell, ... (e.g. swell:-35:20)."),
     rhythm: Optional[str] = typer.Option(None, "--rhythm", help="rhythm.csv with beat times (or give --bpm for a steady grid)."),
+    control: Optional[List[str]] = typer.Option(
+        None, "--control", help="Any registered control as NAME=SOURCE (a file or string its reader takes); repeatable, e.g. for a plug-in control."
+    ),
     bpm: Optional[float] = typer.Option(None, "--bpm", help="Tempo: beat grid for the rhythm control (when no --rhythm) and note-string durations."),
     meter: str = typer.Option("4", "--meter", help="Beats per bar for --bpm: 3, 4, 6/8, ..."),
     controls_from: Optional[Path] = typer.Option(None, "--controls-from", help="Reference audio: extract its controls and follow them."),
@@ -82,8 +85,10 @@ def generate_command(
         if duration is None:
             duration = len(ref_audio) / SAMPLE_RATE
     given_clip = load_audio(continue_from) if continue_from is not None else None
+    named = {"melody": melody, "dynamics": dynamics, "rhythm": rhythm}
+    named.update(parse_control_options(control or [], named))
     request = gen.request(  # one checked request: generation, or a continuation of --continue
-        prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, duration=duration, seed=seed, steps=steps, cfg=cfg,
+        prompt, **named, duration=duration, seed=seed, steps=steps, cfg=cfg,
         controls=reference, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=given_clip,
     )
     with progress_bar("sampling", console=console, quiet=quiet) as bar:  # steps of every long-form window
@@ -116,3 +121,21 @@ def _scale_text(scale: float | dict[str, float]) -> str:
 def register(app: typer.Typer) -> None:
     """Add ``generate`` to the root app (``cadenza train`` lives in ``cadenza/cli/train.py``)."""
     app.command("generate", help=GENERATE_HELP)(generate_command)
+
+
+def parse_control_options(options: List[str], named: dict[str, Optional[str]]) -> dict[str, str]:
+    """``--control NAME=SOURCE`` options → ``{name: source}``, each name registered and given once."""
+    from cadenza.controls.registry import control_names
+
+    out: dict[str, str] = {}
+    for option in options:
+        name, sep, source = option.partition("=")
+        name = name.strip()
+        if not sep or not name or not source:
+            raise CadenzaError(f"--control '{option}': expected NAME=SOURCE", f"e.g. --control {control_names()[0]}=file.csv")
+        if name not in control_names():
+            raise CadenzaError(f"--control: unknown control '{name}'", f"controls are {', '.join(control_names())}")
+        if name in out or named.get(name) is not None:
+            raise CadenzaError(f"--control: '{name}' is given twice", f"give each control once (--{name} or --control {name}=...)")
+        out[name] = source
+    return out

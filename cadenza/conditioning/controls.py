@@ -7,9 +7,11 @@ layer (1×1 convolutions, i.e. the same MLP on every frame) maps it to ``out_cha
 per-control features are stacked along depth and enter the adapter through one zero-initialised
 1×1 convolution, so a fresh adapter changes nothing.
 
-Dynamics arrive in dBFS; they are mapped to about [-1, 1] with fixed constants
-(``(dB - DYN_CENTER_DB) / DYN_SCALE_DB``: -60 dB → -1, -10 dB → +1) so no statistic of any
-data set is baked into the model.
+Each control's values are mapped by its registry entry's fixed constants before the MLP
+(``ControlSpec.network_input``): dynamics arrive in dBFS and become about [-1, 1]
+(``(dB - DYN_CENTER_DB) / DYN_SCALE_DB``: -60 dB → -1, -10 dB → +1), so no statistic of any
+data set is baked into the model. An encoder is built for a list of controls (a model's
+``controls`` in its config, the shipped three by default) in that order: its channel layout.
 """
 
 from __future__ import annotations
@@ -20,18 +22,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from cadenza.controls.base import CONTROL_NAMES, FRAME_FIELDS, ControlSet
-from cadenza.controls.registry import CONTROLS
+from cadenza.controls.base import CONTROL_NAMES, ControlSet, frame_fields
+from cadenza.controls.registry import CONTROLS, control
+from cadenza.errors import CadenzaError
 
-DYN_CENTER_DB = -35.0
-DYN_SCALE_DB = 25.0
-CONTROL_DIMS = {name: spec.dim for name, spec in CONTROLS.items()}  # numbers per frame (cadenza/controls/registry.py)
+DYN_CENTER_DB = CONTROLS["dynamics"].input_center
+DYN_SCALE_DB = CONTROLS["dynamics"].input_scale
+CONTROL_DIMS = {name: CONTROLS[name].dim for name in CONTROL_NAMES}  # the shipped controls' numbers per frame
 MASK_KEYS = tuple(f"{n}_mask" for n in CONTROL_NAMES)
 
 
 def normalize_dynamics(db: torch.Tensor) -> torch.Tensor:
     """dBFS → about [-1, 1] with fixed constants."""
-    return (db - DYN_CENTER_DB) / DYN_SCALE_DB
+    return CONTROLS["dynamics"].network_input(db)
 
 
 def controls_to_tensors(controls: ControlSet | Sequence[ControlSet], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -42,7 +45,7 @@ def controls_to_tensors(controls: ControlSet | Sequence[ControlSet], device: tor
     """
     sets = [controls] if isinstance(controls, ControlSet) else list(controls)
     out: dict[str, torch.Tensor] = {}
-    for key in FRAME_FIELDS:
+    for key in frame_fields():
         arr = np.stack([np.asarray(getattr(cs, key), dtype=np.float32) for cs in sets])
         out[key] = torch.from_numpy(arr).to(device)
     for name, spec in CONTROLS.items():
@@ -53,8 +56,8 @@ def controls_to_tensors(controls: ControlSet | Sequence[ControlSet], device: tor
 
 def empty_controls(batch: int, n_frames: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """All controls free (every mask zero)."""
-    out = {name: torch.zeros(batch, n_frames, dim, device=device) for name, dim in CONTROL_DIMS.items()}
-    out.update({key: torch.zeros(batch, n_frames, device=device) for key in MASK_KEYS})
+    out = {name: torch.zeros(batch, n_frames, spec.dim, device=device) for name, spec in CONTROLS.items()}
+    out.update({spec.mask_field: torch.zeros(batch, n_frames, device=device) for spec in CONTROLS.values()})
     return out
 
 
@@ -70,30 +73,44 @@ def pad_controls(controls: dict[str, torch.Tensor], n_frames: int) -> dict[str, 
     return out
 
 
-class ControlEncoder(nn.Module):
-    """Per-control MLPs (value·mask ‖ mask → hidden → out) stacked and merged by a zero conv."""
+def check_trained_on(given: Sequence[str], trained: Sequence[str]) -> None:
+    """One clear error when a control is given that the model was not trained on (it has no input for it)."""
+    missing = [n for n in given if n not in trained]
+    if missing:
+        raise CadenzaError(
+            f"this model was not trained on the control '{missing[0]}'",
+            f"it follows {', '.join(trained)}; leave '{missing[0]}' out or use a model trained with it (config 'controls')",
+        )
 
-    def __init__(self, hidden: int, out_channels: int, per_control: int | None = None) -> None:
+
+class ControlEncoder(nn.Module):
+    """Per-control MLPs (value·mask ‖ mask → hidden → out) stacked and merged by a zero conv.
+
+    ``names`` fixes which controls the network reads and the order of their features (the
+    channel layout a checkpoint expects); controls outside it are ignored here, and refused
+    earlier by ``check_trained_on``.
+    """
+
+    def __init__(self, hidden: int, out_channels: int, per_control: int | None = None, names: Sequence[str] = CONTROL_NAMES) -> None:
         super().__init__()
         per_control = per_control or hidden
+        self.names: tuple[str, ...] = tuple(control(n).name for n in names)
         self.mlps = nn.ModuleDict(
             {
-                name: nn.Sequential(nn.Conv1d(dim + 1, hidden, 1), nn.SiLU(), nn.Conv1d(hidden, per_control, 1))
-                for name, dim in CONTROL_DIMS.items()
+                name: nn.Sequential(nn.Conv1d(CONTROLS[name].dim + 1, hidden, 1), nn.SiLU(), nn.Conv1d(hidden, per_control, 1))
+                for name in self.names
             }
         )
-        self.zero_conv = nn.Conv1d(per_control * len(CONTROL_DIMS), out_channels, 1)
+        self.zero_conv = nn.Conv1d(per_control * len(self.names), out_channels, 1)
         nn.init.zeros_(self.zero_conv.weight)
         nn.init.zeros_(self.zero_conv.bias)
 
     def features(self, controls: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Stacked per-control features (B, 3·per_control, T), before the zero conv."""
+        """Stacked per-control features (B, len(names)·per_control, T), before the zero conv."""
         feats = []
-        for name in CONTROL_NAMES:
-            value = controls[name]
+        for name in self.names:
+            value = CONTROLS[name].network_input(controls[name])
             mask = controls[f"{name}_mask"].unsqueeze(-1)
-            if name == "dynamics":
-                value = normalize_dynamics(value)
             x = torch.cat([value * mask, mask], dim=-1).transpose(1, 2)  # (B, d+1, T)
             feats.append(self.mlps[name](x))
         return torch.cat(feats, dim=1)
@@ -115,25 +132,27 @@ def random_control_masks(
     keep each control by a fair coin (re-drawn until the subset is neither all nor none, so
     those two stay exactly as likely as asked). Then with ``p_partial`` ("full + partial"
     masking) zero one random span [t_a, t_b) of each kept control. Input masks (B, T) are
-    multiplied, so frames already free stay free.
+    multiplied, so frames already free stay free. The controls are those of ``masks``, in
+    registry order (for the shipped three the random draws are those of the three-bit version).
     """
-    names = list(CONTROL_NAMES)
+    names = [n for n in CONTROLS if f"{n}_mask" in masks]
     first = masks[f"{names[0]}_mask"]
     batch, n_frames = first.shape
     dev = first.device
     rand = lambda *shape: torch.rand(*shape, generator=generator).to(dev)  # noqa: E731
 
-    # subset choice: all / none / a proper non-empty subset (uniform over the 6 of them)
+    # subset choice: all / none / a proper non-empty subset (uniform over the 2^n - 2 of them)
     u = rand(batch)
-    proper = torch.tensor([[int(b) for b in f"{k:03b}"] for k in range(1, 7)], dtype=torch.float32, device=dev)
-    pick = proper[(rand(batch) * len(proper)).long().clamp(max=len(proper) - 1)]  # (B, 3)
+    n = len(names)
+    proper = torch.tensor([[int(b) for b in f"{k:0{n}b}"] for k in range(1, max(2**n - 1, 2))], dtype=torch.float32, device=dev)
+    pick = proper[(rand(batch) * len(proper)).long().clamp(max=len(proper) - 1)]  # (B, n)
     keep = torch.where((u < p_keep_all)[:, None], torch.ones_like(pick), pick)
     keep = torch.where((u >= p_keep_all)[:, None] & (u < p_keep_all + p_drop_all)[:, None], torch.zeros_like(pick), keep)
 
     partial = rand(batch) < p_partial  # (B,)
-    ends = torch.sort((rand(batch, len(names), 2) * (n_frames + 1)).floor(), dim=-1).values  # (B, 3, 2)
+    ends = torch.sort((rand(batch, len(names), 2) * (n_frames + 1)).floor(), dim=-1).values  # (B, n, 2)
     t = torch.arange(n_frames, device=dev, dtype=torch.float32)
-    in_span = (t >= ends[..., :1]) & (t < ends[..., 1:])  # (B, 3, T)
+    in_span = (t >= ends[..., :1]) & (t < ends[..., 1:])  # (B, n, T)
     span_free = in_span & partial[:, None, None]
     out = {}
     for i, name in enumerate(names):

@@ -32,6 +32,7 @@ import scipy.signal
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE, time_to_frame
 from cadenza.audio.io import check_waveform, resample
 from cadenza.controls.base import ControlSet
+from cadenza.controls.registry import CONTROLS
 from cadenza.errors import CadenzaError
 
 BEAT_WINDOW_S = 0.07
@@ -175,19 +176,24 @@ def _check_lengths(given: ControlSet, generated: ControlSet) -> ControlSet:
     return generated.fit_length(given.n_frames)  # padded frames are unvoiced: they count as wrong
 
 
-def compare_controls(given: ControlSet, generated: ControlSet) -> dict[str, float]:
-    """All adherence metrics of ``generated`` (controls extracted from the output) against ``given``."""
-    generated = _check_lengths(given, generated)
-    out: dict[str, float] = {"n_frames": given.n_frames}
-
+def melody_metrics(given: ControlSet, generated: ControlSet) -> dict[str, float]:
+    """Melody accuracy inside the melody mask, and the counts behind it."""
     correct, total = melody_counts(given, generated)
-    out.update(melody_accuracy=correct / total if total else math.nan, melody_correct=correct, melody_frames=total)
+    return {"melody_accuracy": correct / total if total else math.nan, "melody_correct": correct, "melody_frames": total}
 
+
+def dynamics_metrics(given: ControlSet, generated: ControlSet) -> dict[str, float]:
+    """Pearson r of given and achieved dB inside the dynamics mask, and the moments to pool it."""
     moments = dynamics_moments(given, generated)
     r, reason = pearson_from_moments(moments)
-    out.update(dynamics_r=r, dynamics_frames=moments["n"], dynamics_r_undefined=reason or "")
+    out: dict[str, float] = {"dynamics_r": r, "dynamics_frames": moments["n"], "dynamics_r_undefined": reason or ""}  # type: ignore[dict-item]
     out.update({f"dynamics_{k}": v for k, v in moments.items() if k != "n"})
+    return out
 
+
+def rhythm_metrics(given: ControlSet, generated: ControlSet) -> dict[str, float]:
+    """Beat and downbeat F1 (with precision, recall and counts) inside the rhythm mask."""
+    out: dict[str, float] = {}
     mask = given.rhythm_mask
     if mask.any():
         ref_beats, ref_down = _given_beats(given)
@@ -203,12 +209,28 @@ def compare_controls(given: ControlSet, generated: ControlSet) -> dict[str, floa
     return out
 
 
-HEADLINE = {"melody_acc": "melody_accuracy", "dynamics_r": "dynamics_r", "beat_f1": "beat_f1", "downbeat_f1": "downbeat_f1"}
-_HEADLINE_CONTROL = {"melody_acc": "melody", "dynamics_r": "dynamics", "beat_f1": "rhythm", "downbeat_f1": "rhythm"}
+def compare_controls(given: ControlSet, generated: ControlSet) -> dict[str, float]:
+    """All adherence metrics of ``generated`` (controls extracted from the output) against ``given``.
+
+    Each registered control contributes its own (``ControlSpec.metrics``), in registry order.
+    """
+    generated = _check_lengths(given, generated)
+    out: dict[str, float] = {"n_frames": given.n_frames}
+    for spec in CONTROLS.values():
+        out.update(spec.metrics(given, generated))
+    return out
+
+
+def headline_keys() -> dict[str, tuple[str, str]]:
+    """Short name → (metric key, its control) of every registered control's headline numbers."""
+    return {short: (key, spec.name) for spec in CONTROLS.values() for short, key in spec.headline}
+
+
+HEADLINE = {short: key for short, (key, _) in headline_keys().items()}  # the shipped controls' four
 
 
 def control_adherence(given: ControlSet, generated: ControlSet) -> dict[str, float | None]:
-    """The four headline numbers of ``compare_controls`` for one clip, ``None`` where undefined.
+    """The headline numbers of ``compare_controls`` for one clip (four for the shipped controls), ``None`` where undefined.
 
     The short form that the studio's title line and the quick generator benchmark show: a metric
     whose control was not given, or that is undefined for this clip (NaN), is ``None``.
@@ -217,9 +239,9 @@ def control_adherence(given: ControlSet, generated: ControlSet) -> dict[str, flo
     scores = compare_controls(given, generated.fit_length(given.n_frames))
     names = set(given.given())
     out: dict[str, float | None] = {}
-    for short, key in HEADLINE.items():
+    for short, (key, name) in headline_keys().items():
         value = scores[key]
-        out[short] = float(value) if _HEADLINE_CONTROL[short] in names and math.isfinite(value) else None
+        out[short] = float(value) if name in names and math.isfinite(value) else None
     return out
 
 
@@ -263,22 +285,32 @@ def aggregate_scores(scores: Sequence[dict[str, float]]) -> dict[str, float]:
     if not scores:
         raise CadenzaError("no clip scores to aggregate", "score at least one clip with score_clip")
     out: dict[str, float] = {"n_clips": len(scores)}
+    for spec in CONTROLS.values():
+        out.update(spec.aggregate(list(scores)))
+    return out
 
+
+def melody_aggregate(scores: list[dict[str, float]]) -> dict[str, float]:
     mean, n_ok, n_nan = _nanmean([s["melody_accuracy"] for s in scores])
     correct, total = sum(s["melody_correct"] for s in scores), sum(s["melody_frames"] for s in scores)
-    out.update(
+    return dict(
         melody_accuracy_mean=mean, melody_accuracy_pooled=correct / total if total else math.nan,
         melody_accuracy_clips=n_ok, melody_accuracy_nan=n_nan, melody_frames=total,
     )
 
+
+def dynamics_aggregate(scores: list[dict[str, float]]) -> dict[str, float]:
     mean, n_ok, n_nan = _nanmean([s["dynamics_r"] for s in scores])
     pooled = merge_moments([{k: s[f"dynamics_{k}"] for k in ("mean_x", "mean_y", "m2_x", "m2_y", "c_xy")} | {"n": s["dynamics_frames"]} for s in scores])
     macro, reason = pearson_from_moments(pooled)
-    out.update(
+    return dict(
         dynamics_r_micro=mean, dynamics_r_macro=macro, dynamics_r_clips=n_ok, dynamics_r_nan=n_nan,
         dynamics_frames=pooled["n"], dynamics_r_macro_undefined=reason or "",
     )
 
+
+def rhythm_aggregate(scores: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
     for name in ("beat", "downbeat"):
         mean, n_ok, n_nan = _nanmean([s[f"{name}_f1"] for s in scores])
         counts = {k: sum(s[f"{name}_{k}"] for s in scores) for k in ("ref", "est", "matched")}
@@ -314,7 +346,7 @@ def score_clips(
         if a.ndim != 1:
             raise CadenzaError(f"generated audio[{i}] has shape {a.shape}; score mono clips", "mix down with cadenza.audio.to_mono")
         clips.append(resample(a, int(sample_rate), SAMPLE_RATE))
-    names = sorted({n for g in givens for n in g.given()}, key=("melody", "dynamics", "rhythm").index)
+    names = [n for n in CONTROLS if any(n in g.given() for g in givens)]
     if not names:
         raise CadenzaError("no control is given in any control set, so there is nothing to score", "pass the controls the audio was generated from")
     generated: list[ControlSet | None] = [None] * len(clips)

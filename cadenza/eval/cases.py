@@ -34,6 +34,7 @@ import numpy as np
 from cadenza.audio.format import FRAME_RATE, SAMPLE_RATE, frames_for_duration
 from cadenza.audio.io import load_audio, save_audio
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.controls.registry import control_names
 from cadenza.data.manifest import atomic_write_text, read_manifest
 from cadenza.errors import CadenzaError
 
@@ -92,8 +93,8 @@ class Case:
         if row["kind"] not in KINDS:
             raise CadenzaError(f"{where}: unknown case kind '{row['kind']}'", f"kind is one of {', '.join(KINDS)}")
         subset = tuple(row["subset"])
-        if set(subset) - set(CONTROL_NAMES):
-            raise CadenzaError(f"{where}: unknown control(s) in subset {list(subset)}", f"choose from {', '.join(CONTROL_NAMES)}")
+        if set(subset) - set(control_names()):
+            raise CadenzaError(f"{where}: unknown control(s) in subset {list(subset)}", f"choose from {', '.join(control_names())}")
         duration = float(row["duration"])
         if not (math.isfinite(duration) and 0 < duration <= 600):
             raise CadenzaError(f"{where}: duration {duration:g} s is out of range", "give a duration between 0 and 600 s")

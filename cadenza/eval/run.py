@@ -35,6 +35,7 @@ import torch
 from cadenza.audio import SAMPLE_RATE, MelSpectrogram
 from cadenza.config import write_json_atomic
 from cadenza.controls.base import CONTROL_NAMES, ControlSet
+from cadenza.controls.registry import control_names
 from cadenza.controls.rhythm import describe_rhythm_tracker
 from cadenza.data.manifest import atomic_write_text
 from cadenza.errors import CadenzaError
@@ -48,8 +49,18 @@ from cadenza.protocols import GenerationRequest
 if TYPE_CHECKING:
     from cadenza.pipeline import Cadenza
 
-SUBSETS_ALL: tuple[tuple[str, ...], ...] = ((),) + tuple(c for k in (1, 2, 3) for c in combinations(CONTROL_NAMES, k))
-SUBSETS_PAPER: tuple[tuple[str, ...], ...] = ((), ("melody",), ("dynamics",), ("rhythm",), CONTROL_NAMES)
+def all_subsets(names: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """Every subset of ``names`` (Table I's rows): none, then each alone, then pairs…, in registry order."""
+    return ((),) + tuple(c for k in range(1, len(names) + 1) for c in combinations(tuple(names), k))
+
+
+def paper_subsets(names: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """None, each control alone, all together (the paper's rows)."""
+    return ((),) + tuple((n,) for n in names) + (tuple(names),)
+
+
+SUBSETS_ALL: tuple[tuple[str, ...], ...] = all_subsets(CONTROL_NAMES)  # the shipped controls'
+SUBSETS_PAPER: tuple[tuple[str, ...], ...] = paper_subsets(CONTROL_NAMES)
 REFERENCE_ROW = "reference"
 VOCODER_ROW = "reference → vocoder"
 CACHE_VERSION = 3  # 2: rows vocoded one by one (equal to Cadenza.generate); 3: cross-check judges per row
@@ -60,13 +71,14 @@ def row_name(subset: Sequence[str]) -> str:
     return "+".join(subset) if subset else "none"
 
 
-def subsets_for(which: str) -> tuple[tuple[str, ...], ...]:
+def subsets_for(which: str, names: Sequence[str] = CONTROL_NAMES) -> tuple[tuple[str, ...], ...]:
+    """The control subsets an eval run scores, over ``names`` (the model's controls)."""
     if which == "all":
-        return SUBSETS_ALL
+        return all_subsets(names)
     if which == "paper":
-        return SUBSETS_PAPER
+        return paper_subsets(names)
     if which == "three":
-        return (CONTROL_NAMES,)
+        return (tuple(names),)
     raise CadenzaError(
         f"unknown --subsets '{which}'", "use 'all' (every subset: Table I's rows), 'paper' (none, each alone, all three) or 'three' (all three only)"
     )
@@ -291,7 +303,7 @@ def aggregate(results: list[dict], cache: Path, embedder: str = "default") -> di
             **{k: v for k, v in fads.get((table, row), {}).items()},
         }
         tables.setdefault(table, []).append(entry)
-    order = {row_name(s): i for i, s in enumerate(SUBSETS_ALL)} | {REFERENCE_ROW: 100, VOCODER_ROW: 101}
+    order = {row_name(s): i for i, s in enumerate(all_subsets(control_names()))} | {REFERENCE_ROW: 100, VOCODER_ROW: 101}
     for rows in tables.values():
         rows.sort(key=lambda e: order.get(e["row"], 50))
     return {"tables": tables, "fad_embedder": embedder_name, "n_reference_clips": len(references)}
@@ -347,8 +359,9 @@ def run_eval(
                 kept.append(c)
                 per_kind[t] = per_kind.get(t, 0) + 1
         cases = kept
-    chosen = subsets_for(subsets)
+    subsets_for(subsets)  # a bad --subsets fails before the model loads
     gen = model if isinstance(model, Cadenza) else Cadenza.load(model, threads=threads)
+    chosen = subsets_for(subsets, tuple(getattr(gen, "trained_controls", None) or CONTROL_NAMES))
     used = gen.resolve(GenerationRequest("", steps=steps, cfg=cfg, control_cfg=control_cfg))  # the model's defaults, checked
     steps_used, cfg_used, sampler, control_cfg_used = used.steps, used.cfg, used.sampler, used.control_cfg
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),

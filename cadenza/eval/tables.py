@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from cadenza.audio.format import FRAME_RATE
 from cadenza.controls.base import ControlSet
+from cadenza.controls.registry import CONTROLS
 from cadenza.eval.report import fmt
 
 # the paper's three tables: which cases each holds is ``cadenza.eval.run.table_of``
@@ -28,18 +29,21 @@ PAPER = {
     "II": "paper (all three, created): melody 78.2 %, dynamics r 98.5 / 93.2, beat / downbeat F1 88.6 / 45.2",
     "III": "paper (created, partial spans): melody 74.3 %, dynamics r 88.6 / 89.0, beat / downbeat F1 80.1 / 34.8",
 }
-COLUMNS = (
-    ("melody_accuracy_mean", "melody acc %", 100.0, 1),
-    ("dynamics_r_micro", "dyn r micro ×100", 100.0, 1),
-    ("dynamics_r_macro", "dyn r macro ×100", 100.0, 1),
-    ("beat_f1_mean", "beat F1 %", 100.0, 1),
-    ("downbeat_f1_mean", "downbeat F1 %", 100.0, 1),
+JUDGE_COLUMNS = (
     ("bp_melody_f1_mean", "basic-pitch melody F1 %", 100.0, 1),
     ("dsp_beat_f1_mean", "DSP beat F1 %", 100.0, 1),
     ("spectral_flatness_mean", "flatness ×1000", 1000.0, 2),
     ("clap_mean", "CLAP", 1.0, 3),
     ("fad", "FAD", 1.0, 3),
 )
+
+
+def columns() -> tuple[tuple[str, str, float, int], ...]:
+    """Table columns: each registered control's (``ControlSpec.columns``, registry order), then the judges, CLAP, FAD."""
+    return tuple(c for spec in CONTROLS.values() for c in spec.columns) + JUDGE_COLUMNS
+
+
+COLUMNS = columns()  # with the shipped controls
 
 
 def _scale(value: Any) -> str:
@@ -51,10 +55,11 @@ def _scale(value: Any) -> str:
 
 def table_markdown(table: str, title: str, rows: list[dict[str, Any]]) -> str:
     """One paper-style table: a row per control subset plus the reference rows."""
-    head = "| row (controls given) | cases | " + " | ".join(c[1] for c in COLUMNS) + " |"
-    lines = [f"## {title}", "", head, "|---|---:|" + "---:|" * len(COLUMNS)]
+    cols = columns()
+    head = "| row (controls given) | cases | " + " | ".join(c[1] for c in cols) + " |"
+    lines = [f"## {title}", "", head, "|---|---:|" + "---:|" * len(cols)]
     for r in rows:
-        cells = [fmt(r.get(key), scale, digits) for key, _, scale, digits in COLUMNS]
+        cells = [fmt(r.get(key), scale, digits) for key, _, scale, digits in cols]
         lines.append(f"| {r['row']} | {r['n_cases']} | " + " | ".join(cells) + " |")
     lines += ["", f"For orientation, {PAPER[table]}.", ""]
     return "\n".join(lines)

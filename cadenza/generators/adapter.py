@@ -39,6 +39,11 @@ class ControlNetGenerator:
     def sampling(self) -> dict:
         return self.config.get("sampling", {})
 
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        """The controls the network was trained on (the pipeline refuses others up front)."""
+        return self.net.control_names
+
     def sample(self, request: GenerationRequest, conditions: Mapping[str, Any], progress: ProgressCallback | None = None) -> torch.Tensor:
         request = request.with_defaults({"steps": 25, "cfg": 3.0, "sampler": "dpmsolver++", **self.sampling})
         if "text" not in conditions or "n_frames" not in conditions:

@@ -23,6 +23,7 @@ from torch import nn
 from cadenza.conditioning.cfg import replace_with_null
 from cadenza.conditioning.controls import ControlEncoder, empty_controls, pad_controls
 from cadenza.conditioning.text import TextEmbedding
+from cadenza.controls.registry import CONTROL_NAMES, control
 from cadenza.generators.unet import UNet1D, UNetConfig, UNetEncoder
 
 
@@ -40,6 +41,7 @@ class GeneratorConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     control_hidden: int = 64
     null_tokens: int = 1
+    controls: tuple[str, ...] = CONTROL_NAMES  # the controls it reads, in channel order; older configs name none: the shipped three
 
     @classmethod
     def from_dict(cls, data: dict) -> "GeneratorConfig":
@@ -47,19 +49,23 @@ class GeneratorConfig:
             unet=UNetConfig.from_dict(data),
             control_hidden=int(data.get("control_hidden", 64)),
             null_tokens=int(data.get("null_tokens", 1)),
+            controls=tuple(control(str(n)).name for n in data.get("controls", CONTROL_NAMES)),
         )
 
     def to_dict(self) -> dict:
-        return {**self.unet.to_dict(), "control_hidden": self.control_hidden, "null_tokens": self.null_tokens}
+        out = {**self.unet.to_dict(), "control_hidden": self.control_hidden, "null_tokens": self.null_tokens}
+        if self.controls != CONTROL_NAMES:  # written only when it differs, so existing configs and checkpoints stay byte-identical
+            out["controls"] = list(self.controls)
+        return out
 
 
 class ControlAdapter(nn.Module):
     """Trainable encoder copy fed the controls; returns zero-conv residuals for the base."""
 
-    def __init__(self, cfg: UNetConfig, control_hidden: int) -> None:
+    def __init__(self, cfg: UNetConfig, control_hidden: int, controls: tuple[str, ...] = CONTROL_NAMES) -> None:
         super().__init__()
         self.encoder = UNetEncoder(cfg)
-        self.controls = ControlEncoder(control_hidden, cfg.channels[0])
+        self.controls = ControlEncoder(control_hidden, cfg.channels[0], names=controls)
         self.zero_skips = nn.ModuleList(zero_conv(c) for c in cfg.channels)
         self.zero_mid = zero_conv(cfg.channels[-1])
 
@@ -86,7 +92,7 @@ class MusicControlNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.base = UNet1D(cfg.unet)
-        self.adapter = ControlAdapter(cfg.unet, cfg.control_hidden)
+        self.adapter = ControlAdapter(cfg.unet, cfg.control_hidden, cfg.controls)
         self.adapter.init_from_base(self.base.encoder)
         self.null_tokens = nn.Parameter(torch.randn(cfg.null_tokens, cfg.unet.text_dim) * 0.02)
         self.null_pooled = nn.Parameter(torch.zeros(cfg.unet.text_dim))
@@ -97,6 +103,11 @@ class MusicControlNet(nn.Module):
     @property
     def n_mels(self) -> int:
         return self.cfg.unet.n_mels
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        """The controls this network was trained on, in its channel order."""
+        return self.cfg.controls
 
     def pad_length(self, n_frames: int) -> int:
         return self.base.pad_length(n_frames)

@@ -23,10 +23,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from cadenza.controls.registry import control_names
 from cadenza.conditioning.cfg import ControlScale, control_groups, group_frame_mask, guide_multi, null_text, without_controls
 from cadenza.conditioning.controls import empty_controls, pad_controls
 from cadenza.conditioning.text import TextEmbedding
-from cadenza.controls.base import CONTROL_NAMES
 from cadenza.errors import CadenzaError
 from cadenza.generators.controlnet import MusicControlNet
 
@@ -116,7 +116,7 @@ class GuidedDenoiser:
         self.model, self.b = model, len(text)
         self.text_scale = float(cfg) if cfg is not None else 1.0
         self.text_guided = cfg is not None and cfg > 1.0
-        groups = [(g, s) for g, s in control_groups(control_cfg, CONTROL_NAMES) if bool(group_frame_mask(controls, g).any())]
+        groups = [(g, s) for g, s in control_groups(control_cfg, getattr(model, "control_names", None) or control_names()) if bool(group_frame_mask(controls, g).any())]
         self.scales = [s for _, s in groups]
         self.frame_masks = [group_frame_mask(controls, g) for g, _ in groups]
         texts, ctrls = [text], [controls]

@@ -187,8 +187,9 @@ class GeneratorModule(L.LightningModule):
         masks = random_control_masks({k: batch[k] for k in MASK_KEYS}, self.generator, **self.tcfg.get("control_dropout", {}))
         controls = {k: batch[k] for k in CONTROL_KEYS}
         controls.update(masks)
-        if controls["dynamics"].dim() == 2:
-            controls["dynamics"] = controls["dynamics"].unsqueeze(-1)
+        for name, spec in CONTROLS.items():  # scalar controls (dynamics) arrive (B, T): make them (B, T, 1)
+            if name in controls and not spec.shape and controls[name].dim() == 2:
+                controls[name] = controls[name].unsqueeze(-1)
         return x0, text, controls
 
     def loss_on(self, batch: dict[str, Any]) -> torch.Tensor:
