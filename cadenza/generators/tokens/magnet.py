@@ -45,7 +45,7 @@ def cosine_rate(progress: torch.Tensor | float) -> torch.Tensor:
 def masked_counts(n: torch.Tensor, iterations: int) -> torch.Tensor:
     """(iterations, B) long: tokens still masked after each step for ``n`` (B,) tokens to decode; the last is 0."""
     i = torch.arange(1, iterations + 1, dtype=torch.float32)
-    return torch.floor(n.float()[None, :] * cosine_rate(i / iterations)[:, None]).long()
+    return torch.floor(n.float()[None, :] * cosine_rate(i / iterations).clamp(min=0.0)[:, None]).long()  # cos(π/2) is -4e-8 in float
 
 
 def span_mask(valid: torch.Tensor, rate: torch.Tensor, span: int, generator: torch.Generator | None = None) -> torch.Tensor:
