@@ -312,18 +312,7 @@ class GeneratorTask(Task):
         first caption) or, for synthetic data, clips of another seed. Each batch reseeds the
         module's generator, so the value changes only when the weights do.
         """
-        m = _inner(module)
-        batches = getattr(m, "_cadenza_val", None)
-        if batches is None:
-            batches = m._cadenza_val = _generator_val_batches(config)
-        if not batches:
-            return {}
-        m.eval()
-        losses = []
-        for i, batch in enumerate(batches):
-            m.generator.manual_seed(1_000_003 + i)
-            losses.append(float(m.loss_on(batch)))
-        return {"loss": float(np.mean(losses))}
+        return held_out_loss(_inner(module), lambda: _generator_val_batches(config))
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         return module.export_weights(), {**config, "trained": {"steps": progress.step, "minutes": round(progress.elapsed_s / 60, 1)}}
@@ -378,6 +367,22 @@ class GeneratorTask(Task):
         controls = ControlSet(n_frames=T, **{k: v.reshape(T, *CONTROLS[k].shape) if k in CONTROLS else v.reshape(T) for k, v in c.items()})
         plot = plot_controls(controls, logmel.numpy(), folder / f"controls-step{step:07d}.png", title=f"{batch['caption'][0]} (x0 estimate, step {step})", dpi=60)
         return [mel_png, wav, plot]
+
+
+def held_out_loss(m: Any, make_batches: Any) -> dict[str, float]:
+    """``{"loss": mean of m.loss_on(batch)}`` over fixed batches (made once, kept on the module),
+    the module's generator reseeded per batch so the value changes only when the weights do; {} without batches."""
+    batches = getattr(m, "_cadenza_val", None)
+    if batches is None:
+        batches = m._cadenza_val = make_batches()
+    if not batches:
+        return {}
+    m.eval()
+    losses = []
+    for i, batch in enumerate(batches):
+        m.generator.manual_seed(1_000_003 + i)
+        losses.append(float(m.loss_on(batch)))
+    return {"loss": float(np.mean(losses))}
 
 
 def _generator_val_batches(config: dict) -> list[dict[str, Any]]:

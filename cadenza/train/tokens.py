@@ -42,7 +42,7 @@ from cadenza.generators.tokens.generator import WEIGHTS_ROOT, check_codec, codec
 from cadenza.generators.tokens.lm import lm_loss
 from cadenza.generators.tokens.magnet import magnet_loss
 from cadenza.registry import register_task
-from cadenza.train.generator import SyntheticClips, warmup_cosine_adamw
+from cadenza.train.generator import SyntheticClips, held_out_loss, warmup_cosine_adamw
 from cadenza.train.tasks import DataSpec, Task, _inner
 
 METHODS = ("lm", "magnet")
@@ -194,18 +194,7 @@ class _TokenTask(Task):
 
     def validate(self, module: Any, config: dict) -> dict[str, float]:
         """The loss on fixed held-out clips (synthetic clips of another seed, or the tokens' valid split), reseeded per batch."""
-        m = _inner(module)
-        batches = getattr(m, "_cadenza_val", None)
-        if batches is None:
-            batches = m._cadenza_val = _val_batches(config)
-        if not batches:
-            return {}
-        m.eval()
-        losses = []
-        for i, batch in enumerate(batches):
-            m.generator.manual_seed(1_000_003 + i)
-            losses.append(float(m.loss_on(batch)))
-        return {"loss": float(np.mean(losses))}
+        return held_out_loss(_inner(module), lambda: _val_batches(config))
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         return _inner(module).export_weights(), {**config, "trained": {"steps": progress.step, "minutes": round(progress.elapsed_s / 60, 1)}}

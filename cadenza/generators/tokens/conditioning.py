@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from cadenza.audio.format import FRAME_RATE
-from cadenza.conditioning.cfg import ControlScale, control_groups, group_frame_mask, guide_multi, null_text, replace_with_null, without_controls
-from cadenza.conditioning.controls import CONTROL_DIMS, empty_controls, normalize_dynamics
+from cadenza.conditioning.cfg import ControlScale, guidance_branches, guide_multi, null_text, replace_with_null
+from cadenza.conditioning.controls import CONTROL_DIMS, normalize_dynamics
 from cadenza.conditioning.text import TextEmbedding
 from cadenza.controls.base import CONTROL_NAMES
 
@@ -148,8 +148,9 @@ class TokenConditioner(nn.Module):
 
 
 class GuidanceBranches:
-    """Every guidance branch in one batch: (text, controls); (null, controls) when ``cfg`` > 1;
-    (text, controls without group g) per control group with a non-zero scale given somewhere.
+    """Every guidance branch in one batch (``cadenza.conditioning.cfg.guidance_branches``, the layout the
+    diffusion sampler uses too): (text, controls); (null, controls) when ``cfg`` > 1; (text, controls
+    without group g) per control group with a non-zero scale given somewhere.
 
     ``frame_masks[i]`` (B, T) is group i's union mask on the token frames; ``combine`` applies
     ``cadenza.conditioning.cfg.guide_multi`` to logits of the stacked branches.
@@ -157,20 +158,10 @@ class GuidanceBranches:
 
     def __init__(self, text: TextEmbedding, controls: dict[str, torch.Tensor], null: TextEmbedding, cfg: float | None, control_cfg: ControlScale) -> None:
         self.b = len(text)
-        self.text_guided = cfg is not None and float(cfg) > 1.0
-        groups = [(g, s) for g, s in control_groups(control_cfg, CONTROL_NAMES) if bool(group_frame_mask(controls, g).any())]
-        self.scales = [s for _, s in groups]
-        self.frame_masks = [group_frame_mask(controls, g)[:, 0] for g, _ in groups]
-        texts, ctrls = [text], [controls]
-        if self.text_guided:
-            texts.append(null)
-            ctrls.append(controls)
-        for g, _ in groups:
-            texts.append(text)
-            ctrls.append(without_controls(controls, g))
-        self.n = len(texts)
-        self.text = texts[0] if self.n == 1 else TextEmbedding.cat(texts)
-        self.controls = {k: torch.cat([c[k] for c in ctrls]) for k in controls}
+        branches = guidance_branches(text, controls, lambda: null, cfg, control_cfg, CONTROL_NAMES)
+        self.text_guided, self.scales, self.n = branches.text_guided, branches.scales, branches.n
+        self.frame_masks = [m[:, 0] for m in branches.frame_masks]
+        self.text, self.controls = branches.text, branches.controls
 
     def combine(self, logits: torch.Tensor, text_scale: float, masks: Sequence[torch.Tensor]) -> torch.Tensor:
         """Stacked-branch logits (n·B, …) → guided (B, …); ``masks[i]`` broadcasts group i's frame mask onto them."""

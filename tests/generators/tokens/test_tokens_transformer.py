@@ -4,7 +4,6 @@ import torch
 
 from cadenza.conditioning.controls import empty_controls
 from cadenza.generators.tokens.lm import lm_sample
-from conftest import tiny_net
 
 
 def _inputs(net, text, n: int, seed: int = 0):
