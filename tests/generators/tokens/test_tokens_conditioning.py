@@ -79,3 +79,14 @@ def _text(b: int):
     from cadenza.conditioning.text import TextEmbedding
 
     return TextEmbedding(torch.randn(b, 3, 16), torch.ones(b, 3, dtype=torch.bool), torch.randn(b, 16))
+
+
+def test_per_control_guidance_adds_a_branch_only_for_given_controls() -> None:
+    b, n = 2, 6
+    controls = _random_controls(b, n, 0.0)
+    controls["melody_mask"][:, :3] = 1.0
+    per = GuidanceBranches(_text(b), controls, _text(b), cfg=3.0, control_cfg={"melody": 2.0, "rhythm": 3.0})
+    assert per.n == 3 and per.scales == [2.0]  # cond, null text, melody-free; rhythm is free everywhere: no branch
+    assert len(per.text) == 3 * b and per.controls["melody_mask"].shape == (3 * b, n)
+    off = GuidanceBranches(_text(b), controls, _text(b), cfg=3.0, control_cfg=0.0)
+    assert off.n == 2 and off.frame_masks == []
