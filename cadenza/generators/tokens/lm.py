@@ -88,7 +88,7 @@ def lm_sample(
 ) -> torch.Tensor:
     """Codes (B, K, n_frames). ``controls`` on the token grid (B, n_frames, …); ``use_cache=False``
     recomputes every step over the whole prefix (the reference the cache is tested against)."""
-    b, k, card, pad = len(generators), net.codebooks, net.cardinality, net.pad_id
+    b, k, pad = len(generators), net.codebooks, net.pad_id
     steps = n_frames + k - 1
     branches = GuidanceBranches(text, controls, net.conditioner.null(b, text.tokens.shape[1]), cfg, control_cfg)
     memory, mmask, cond = net.condition(branches.text, branches.controls, steps)

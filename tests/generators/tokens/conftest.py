@@ -1,89 +1,31 @@
-"""A toy discrete codec (registered only for these tests) and tiny token networks.
-
-The codec is a fixed random projection of 512-sample frames to 8 numbers, quantised by K
-residual nearest-neighbour codebooks: deterministic, ≈ 43.07 frames/s like the real codec, and
-loadable through ``registry.load_model`` so the token families' codec handling is exercised
-end to end without the codec branch.
-"""
+"""Fixtures of the token tests: the toy codec (``tests/toy_codec.py``) registered per module, tiny token networks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from cadenza.conditioning.text import HashTextEncoder
 from cadenza.generators.tokens.net import TokenModelConfig, TokenNet
 from cadenza.generators.tokens.transformer import TransformerConfig
-from cadenza.registry import register_family, save_model, unregister_family
-
-HOP = 512
-SR = 22050
+from toy_codec import ToyCodec, save_toy_codec, toy_codec_registered
 
 
-class ToyCodecNet(nn.Module):
-    def __init__(self, codebooks: int, cardinality: int, dim: int = 8, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("proj", torch.randn(HOP, dim, generator=g) / HOP**0.5)
-        scale = 0.5 ** torch.arange(codebooks, dtype=torch.float32)[:, None, None]
-        self.register_buffer("books", torch.randn(codebooks, cardinality, dim, generator=g) * 0.05 * scale)
-
-
-class ToyCodec:
-    """``encode`` (B, N) → codes (B, K, N // 512 + 1); ``decode`` codes → (B, T · 512)."""
-
-    sample_rate = SR
-    frame_rate = SR / HOP
-    discrete = True
-
-    def __init__(self, net: ToyCodecNet) -> None:
-        self.net = net
-        self.codebooks, self.cardinality = int(net.books.shape[0]), int(net.books.shape[1])
-
-    def encode(self, wave: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-        x = x[None] if x.dim() == 1 else x
-        t = x.shape[-1] // HOP + 1
-        frames = torch.nn.functional.pad(x, (0, t * HOP - x.shape[-1])).view(x.shape[0], t, HOP) @ self.net.proj
-        codes = []
-        for book in self.net.books:  # residual levels (K of them), each vectorised over batch and frames
-            idx = torch.cdist(frames, book[None].expand(frames.shape[0], -1, -1)).argmin(-1)
-            codes.append(idx)
-            frames = frames - book[idx]
-        return torch.stack(codes, 1)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        vec = sum(book[codes[:, k]] for k, book in enumerate(self.net.books))
-        return (vec @ torch.linalg.pinv(self.net.proj)).reshape(codes.shape[0], -1)
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def toy_codec_family() -> Iterator[None]:
-    @register_family(kind="codec", type="toy-rvq", title="toy codec", wrap=lambda net, config, folder: ToyCodec(net))
-    def build(config: dict) -> ToyCodecNet:
-        m = config["model"]
-        return ToyCodecNet(int(m["codebooks"]), int(m["cardinality"]), seed=int(m.get("seed", 0)))
-
-    yield
-    unregister_family("codec", "toy-rvq")
+    with toy_codec_registered():
+        yield
 
 
-def save_toy_codec(folder: Path, codebooks: int = 2, cardinality: int = 16, seed: int = 0) -> Path:
-    config = {"name": "toy", "model": {"codebooks": codebooks, "cardinality": cardinality, "seed": seed}}
-    return save_model(folder, ToyCodecNet(codebooks, cardinality, seed=seed), config, kind="codec", type="toy-rvq")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def toy_codec_dir(toy_codec_family, tmp_path_factory) -> Path:
     return save_toy_codec(tmp_path_factory.mktemp("codec") / "toy")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def toy_codec(toy_codec_dir: Path) -> ToyCodec:
     from cadenza.registry import load_model
 

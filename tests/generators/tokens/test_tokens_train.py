@@ -13,7 +13,7 @@ from cadenza.controls.base import ControlSet
 from cadenza.errors import CadenzaError
 from cadenza.protocols import GenerationRequest, Generator
 from cadenza.registry import load_model
-from conftest import save_toy_codec
+from toy_codec import save_toy_codec
 
 
 @pytest.fixture(scope="module", params=["lm", "magnet"])
