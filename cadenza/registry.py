@@ -48,6 +48,7 @@ BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "cadenza.representations.vocoder",
     "cadenza.controls.beat_tracker",
     "cadenza.eval.clap",
+    "cadenza.generators.tokens.family",
 )
 ENTRY_POINT_GROUP = "cadenza.families"
 
@@ -290,7 +291,7 @@ def _expect(family: Family, kind: str | None, folder: Path) -> None:
     """A folder of another kind than the caller asked for is one clear error."""
     if kind is None or family.kind == kind:
         return
-    wanted = get_family(kind)
+    wanted = _first_of_kind(kind)
     raise CadenzaError(
         f"{folder}: not a {wanted.title} model folder (kind={family.kind!r}, type={family.type!r})",
         f"pass a {wanted.title} model folder; 'cadenza models {folder}' says what this one is",
@@ -303,11 +304,19 @@ def read_model_folder(folder: str | os.PathLike, kind: str | None = None) -> tup
     state, config = load_model_folder(folder)
     if kind is not None and config.get("kind") not in (None, kind) and not _is_legacy_of(config.get("kind"), kind):
         # a kind nobody registered is still "not a <title> folder" to a caller that wanted one kind
-        wanted = get_family(kind)
+        wanted = _first_of_kind(kind)
         raise CadenzaError(f"{folder}: not a {wanted.title} model folder (kind={config.get('kind')!r})", f"pass a {wanted.title} model folder")
     family = family_of(config, folder)
     _expect(family, kind, folder)
     return state, config, family
+
+
+def _first_of_kind(kind: str) -> Family:
+    """The first registered family of ``kind`` (whose title names the kind in errors, e.g. "generator"
+    although the kind has several types); ``get_family``'s error when there is none."""
+    discover()
+    first = next((f for f in _FAMILIES.values() if f.kind == kind), None)
+    return first if first is not None else get_family(kind)
 
 
 def _is_legacy_of(value: Any, kind: str) -> bool:

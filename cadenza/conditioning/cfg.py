@@ -18,7 +18,8 @@ at 0 no branch is added and the sampler is exactly the text-only one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -115,6 +116,44 @@ def guide_multi(
     for w, s, m in zip(without, scales, frame_masks):
         pred = pred + s * m * (cond - w)
     return pred
+
+
+@dataclass
+class Branches:
+    """The guidance branches of one sampling run, stacked along the batch (see ``guidance_branches``)."""
+
+    text: TextEmbedding  # (n · B, …): the branches' prompts
+    controls: dict[str, torch.Tensor]  # (n · B, T, …): the branches' controls
+    n: int  # branches
+    text_guided: bool  # branch 1 is the null prompt
+    scales: list[float]  # per control group
+    frame_masks: list[torch.Tensor]  # per control group, (B, 1, T)
+
+
+def guidance_branches(
+    text: TextEmbedding, controls: dict[str, torch.Tensor], null: Callable[[], TextEmbedding], cfg: float | None, control_cfg: ControlScale,
+    names: Sequence[str],
+) -> Branches:
+    """Every branch in batch order: (text, controls); (null text, controls) when ``cfg`` > 1; then
+    (text, controls without group g) for each control group with a non-zero scale whose controls
+    are given somewhere. ``null()`` builds the null prompt batch only when it is needed.
+
+    One layout for every family: the diffusion sampler's ``GuidedDenoiser`` and the token
+    models' ``GuidanceBranches`` combine the branch outputs with ``guide_multi``.
+    """
+    text_guided = cfg is not None and float(cfg) > 1.0
+    groups = [(g, s) for g, s in control_groups(control_cfg, names) if bool(group_frame_mask(controls, g).any())]
+    texts, ctrls = [text], [controls]
+    if text_guided:
+        texts.append(null())
+        ctrls.append(controls)
+    for g, _ in groups:
+        texts.append(text)
+        ctrls.append(without_controls(controls, g))
+    return Branches(
+        texts[0] if len(texts) == 1 else TextEmbedding.cat(texts), {k: torch.cat([c[k] for c in ctrls]) for k in controls},
+        len(texts), text_guided, [s for _, s in groups], [group_frame_mask(controls, g) for g, _ in groups],
+    )
 
 
 MAX_CONTROL_SCALE = MAX_GUIDANCE  # the one limit on every guidance scale (cadenza.limits)

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 
 from cadenza.controls.registry import control_names
-from cadenza.conditioning.cfg import ControlScale, control_groups, group_frame_mask, guide_multi, null_text, without_controls
+from cadenza.conditioning.cfg import ControlScale, guidance_branches, guide_multi, null_text
 from cadenza.conditioning.controls import empty_controls, pad_controls
 from cadenza.conditioning.text import TextEmbedding
 from cadenza.errors import CadenzaError
@@ -115,21 +115,10 @@ class GuidedDenoiser:
     def __init__(self, model: MusicControlNet, text: TextEmbedding, controls: dict[str, torch.Tensor], cfg: float, control_cfg: ControlScale) -> None:
         self.model, self.b = model, len(text)
         self.text_scale = float(cfg) if cfg is not None else 1.0
-        self.text_guided = cfg is not None and cfg > 1.0
-        groups = [(g, s) for g, s in control_groups(control_cfg, getattr(model, "control_names", None) or control_names()) if bool(group_frame_mask(controls, g).any())]
-        self.scales = [s for _, s in groups]
-        self.frame_masks = [group_frame_mask(controls, g) for g, _ in groups]
-        texts, ctrls = [text], [controls]
-        if self.text_guided:
-            null = null_text(model.null_tokens, model.null_pooled, self.b, text.tokens.shape[1])
-            texts.append(null)
-            ctrls.append(controls)
-        for g, _ in groups:
-            texts.append(text)
-            ctrls.append(without_controls(controls, g))
-        self.n_branches = len(texts)
-        self.text_in = texts[0] if len(texts) == 1 else TextEmbedding.cat(texts)
-        self.controls_in = {k: torch.cat([c[k] for c in ctrls]) for k in controls}
+        null = lambda: null_text(model.null_tokens, model.null_pooled, self.b, text.tokens.shape[1])  # noqa: E731
+        branches = guidance_branches(text, controls, null, cfg, control_cfg, getattr(model, "control_names", None) or control_names())
+        self.text_guided, self.scales, self.frame_masks = branches.text_guided, branches.scales, branches.frame_masks
+        self.n_branches, self.text_in, self.controls_in = branches.n, branches.text, branches.controls
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tt = torch.full((self.b * self.n_branches,), int(t), dtype=torch.long)

@@ -67,6 +67,12 @@ class SyntheticClips(Dataset):
         return self.n_clips
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
+        item = self.render(idx)
+        audio = item.pop("audio")
+        return {"mel": self.mel(torch.from_numpy(audio)), **item}
+
+    def render(self, idx: int) -> dict[str, Any]:
+        """Clip ``idx`` as audio (``(n_frames - 1) · 256`` samples) + caption + exact controls (the token models encode it with their codec)."""
         rng = np.random.default_rng([self.seed, idx])
         T = self.n_frames
         n_samples = (T - 1) * 256
@@ -81,14 +87,13 @@ class SyntheticClips(Dataset):
         amp = np.sqrt(2) * 10 ** (levels_db[frame_note[sample_note]] / 20)
         phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
         audio = (amp * (np.sin(phase) + 0.3 * np.sin(2 * phase)) / np.sqrt(1.09)).astype(np.float32)
-        mel = self.mel(torch.from_numpy(audio))
         melody = np.zeros((T, 12), np.float32)
         melody[np.arange(T), pitches[frame_note] % 12] = 1
         beats = np.stack([starts * 256 / SAMPLE_RATE, (np.arange(n_notes) == 0).astype(float)], 1)
         ones = np.ones(T, np.float32)
         caption = " ".join(rng.choice(self.WORDS, 2, replace=False))
         return {
-            "mel": mel, "caption": caption, "melody": torch.from_numpy(melody), "melody_mask": torch.from_numpy(ones),
+            "audio": audio, "caption": caption, "melody": torch.from_numpy(melody), "melody_mask": torch.from_numpy(ones),
             "dynamics": torch.from_numpy(levels_db[frame_note].astype(np.float32)), "dynamics_mask": torch.from_numpy(ones),
             "rhythm": torch.from_numpy(beats_to_activations(beats, T)), "rhythm_mask": torch.from_numpy(ones),
         }
@@ -231,27 +236,36 @@ class GeneratorModule(L.LightningModule):
         return [p for p in self.net.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
-        lr = float(self.tcfg.get("lr", 2e-4))
-        opt = torch.optim.AdamW(self.trainable_parameters(), lr=lr, weight_decay=float(self.tcfg.get("weight_decay", 0.0)))
-        warmup = int(self.tcfg.get("warmup_steps", 0))
-        total = int(self.tcfg.get("max_steps", 1))
-        min_ratio = float(self.tcfg.get("min_lr_ratio", 1.0))
-
-        def factor(_: int) -> float:
-            s = self.step_count
-            if warmup and s < warmup:
-                return (s + 1) / warmup
-            progress = min(max(s - warmup, 0) / max(total - warmup, 1), 1.0)
-            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_adamw(self.trainable_parameters(), self.tcfg, lambda: self.step_count)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """The weights to ship: the EMA copy when kept, in ``train.export_dtype``."""
         src = self.ema if self.ema is not None else self.net
         dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.tcfg.get("export_dtype", "float32")]
         return {k: v.detach().to(dtype).contiguous() for k, v in src.state_dict().items()}
+
+
+def warmup_cosine_adamw(params: list[torch.nn.Parameter], tcfg: dict, step: Any) -> dict:
+    """AdamW at ``train.lr`` with linear warm-up, then cosine decay to ``min_lr_ratio`` by ``max_steps``.
+
+    ``step()`` is the module's own step counter (so a resumed run continues the schedule exactly).
+    Shared by the generator and the token models' training.
+    """
+    lr = float(tcfg.get("lr", 2e-4))
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=float(tcfg.get("weight_decay", 0.0)))
+    warmup = int(tcfg.get("warmup_steps", 0))
+    total = int(tcfg.get("max_steps", 1))
+    min_ratio = float(tcfg.get("min_lr_ratio", 1.0))
+
+    def factor(_: int) -> float:
+        s = step()
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        progress = min(max(s - warmup, 0) / max(total - warmup, 1), 1.0)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def train_generator(config: dict, out_dir: str | os.PathLike, resume: bool = False) -> Path:
@@ -299,18 +313,7 @@ class GeneratorTask(Task):
         first caption) or, for synthetic data, clips of another seed. Each batch reseeds the
         module's generator, so the value changes only when the weights do.
         """
-        m = _inner(module)
-        batches = getattr(m, "_cadenza_val", None)
-        if batches is None:
-            batches = m._cadenza_val = _generator_val_batches(config)
-        if not batches:
-            return {}
-        m.eval()
-        losses = []
-        for i, batch in enumerate(batches):
-            m.generator.manual_seed(1_000_003 + i)
-            losses.append(float(m.loss_on(batch)))
-        return {"loss": float(np.mean(losses))}
+        return held_out_loss(_inner(module), lambda: _generator_val_batches(config))
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         return module.export_weights(), {**config, "trained": {"steps": progress.step, "minutes": round(progress.elapsed_s / 60, 1)}}
@@ -365,6 +368,22 @@ class GeneratorTask(Task):
         controls = ControlSet(n_frames=T, **{k: v.reshape(T, *CONTROLS[k].shape) if k in CONTROLS else v.reshape(T) for k, v in c.items()})
         plot = plot_controls(controls, logmel.numpy(), folder / f"controls-step{step:07d}.png", title=f"{batch['caption'][0]} (x0 estimate, step {step})", dpi=60)
         return [mel_png, wav, plot]
+
+
+def held_out_loss(m: Any, make_batches: Any) -> dict[str, float]:
+    """``{"loss": mean of m.loss_on(batch)}`` over fixed batches (made once, kept on the module),
+    the module's generator reseeded per batch so the value changes only when the weights do; {} without batches."""
+    batches = getattr(m, "_cadenza_val", None)
+    if batches is None:
+        batches = m._cadenza_val = make_batches()
+    if not batches:
+        return {}
+    m.eval()
+    losses = []
+    for i, batch in enumerate(batches):
+        m.generator.manual_seed(1_000_003 + i)
+        losses.append(float(m.loss_on(batch)))
+    return {"loss": float(np.mean(losses))}
 
 
 def _generator_val_batches(config: dict) -> list[dict[str, Any]]:

@@ -23,7 +23,10 @@ from cadenza.train.tasks import TASKS, get_task, load_task_config
 
 REPO = Path(__file__).resolve().parents[2]
 GEN = ["data.frames=32", "data.synthetic_clips=8", "log.every_steps=1", "checkpoint.keep_last=5"]
-SMALLEST = {"generator": ("debug", []), "vocoder": ("tiny", ["data.source=synthetic"]), "beats": ("debug", ["data.source=synthetic"]), "clap": ("debug", ["data.source=synthetic"])}
+SMALLEST = {
+    "generator": ("debug", []), "vocoder": ("tiny", ["data.source=synthetic"]), "beats": ("debug", ["data.source=synthetic"]),
+    "clap": ("debug", ["data.source=synthetic"]), "lm": ("debug", []), "magnet": ("debug", []),
+}
 
 
 def _cli(out: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -55,19 +58,27 @@ def test_sampler_is_a_pure_function_of_seed_and_epoch():
 
 @pytest.mark.parametrize("model", sorted(TASKS))
 def test_every_task_builds_its_configs_and_trains_a_step(model, tmp_path):
+    from toy_codec import save_toy_codec, toy_codec_registered  # tests/toy_codec.py: the token models need a codec
+
+    with toy_codec_registered():
+        _builds_and_trains_a_step(model, tmp_path, [f"codec={save_toy_codec(tmp_path / 'codec')}"] if model in ("lm", "magnet") else [])
+
+
+def _builds_and_trains_a_step(model: str, root: Path, codec: list[str]) -> None:
     task = get_task(model)
     for name in available_configs(task.config_kind):  # every shipped config builds (RAVE's check)
-        cfg = load_task_config(task, name, ["data.source=synthetic"] if "source" in task.defaults.get("data", {}) else [])
+        cfg = load_task_config(task, name, [*codec, *(["data.source=synthetic"] if "source" in task.defaults.get("data", {}) else [])])
         if cfg.get("text_encoder") == "minilm":
             cfg["text_encoder"] = "hash"  # same architecture; the MiniLM weights are not needed to build it
         assert sum(p.numel() for p in task.build_module(cfg).parameters()) > 0
     config_name, overrides = SMALLEST[model]
-    cfg = load_task_config(task, config_name, [*overrides, "train.max_steps=1", "log.every_steps=1"])
-    folder = fit(task, cfg, tmp_path)
+    cfg = load_task_config(task, config_name, [*codec, *overrides, "train.max_steps=1", "log.every_steps=1"])
+    run = root / "run"
+    folder = fit(task, cfg, run)
     state, exported = load_file(str(folder / "model.safetensors")), json.loads((folder / "config.json").read_text())
     assert state and all(torch.isfinite(v.float()).all() for v in state.values())
-    assert (tmp_path / "checkpoints" / "step-000000001" / "COMPLETE").exists()
-    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert (run / "checkpoints" / "step-000000001" / "COMPLETE").exists()
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 1 and all(v == v for v in log[-1].values())  # no NaN
     assert exported  # a model-folder config to ship
     from cadenza.registry import family_for_task, load_model
@@ -75,7 +86,7 @@ def test_every_task_builds_its_configs_and_trains_a_step(model, tmp_path):
     family = family_for_task(model)
     assert (exported["kind"], exported["type"]) == (family.kind, family.type)  # the folder names its family
     assert load_model(folder).family is family  # and loads through the one loader
-    assert (tmp_path / "logs" / "version_0" / "metrics.csv").read_text().count("\n") >= 2  # header + a row
+    assert (run / "logs" / "version_0" / "metrics.csv").read_text().count("\n") >= 2  # header + a row
 
 
 def test_generator_samples_are_written_and_leave_training_unchanged(tmp_path):
