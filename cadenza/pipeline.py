@@ -195,6 +195,22 @@ def _span_mask(n_frames: int, start: Any, end: Any) -> np.ndarray:
     return mask
 
 
+def _rep_name(representation: Any) -> str:
+    """How a result's record names what decoded it: the vocoder's name, or a codec's model id."""
+    return str(getattr(representation, "name", None) or getattr(representation, "model_id", None) or type(representation).__name__)
+
+
+def nearest_frames(n_to: int, rate_to: float, n_from: int, rate_from: float) -> np.ndarray:
+    """For each of ``n_to`` frames at ``rate_to``, the index of the frame at ``rate_from`` nearest its time.
+
+    Why: the controls and a known-frame mask live on the mel grid (86.13 fps); a family whose
+    representation has another frame rate (a codec) needs them on its own grid. Equal rates give
+    the identity, so the mel family is untouched.
+    """
+    idx = np.floor(np.arange(n_to, dtype=np.float64) * (rate_from / rate_to) + 0.5).astype(np.int64)
+    return np.clip(idx, 0, max(n_from - 1, 0))
+
+
 def blend_weights(known_frames: np.ndarray, n_samples: int, fade_frames: int = FADE_FRAMES) -> np.ndarray:
     """Per-sample weight of the given audio: 1 deep inside known frames, ramping to 0 at their edges."""
     from scipy.ndimage import distance_transform_edt
@@ -229,8 +245,9 @@ class GenerationResult:
 class _Known:
     """A request's known audio on the output grid: frames to hold, their mask, the audio to blend back."""
 
-    frames: torch.Tensor  # (1, channels, n_frames) in the representation's units
-    mask: torch.Tensor  # (1, n_frames), 1 = keep
+    frames: torch.Tensor  # (1, channels, n_frames) in the representation's units (codes for a codec)
+    mask: torch.Tensor  # (1, n_frames) on the representation's frame grid, 1 = keep
+    control_mask: np.ndarray  # the same on the control (mel) grid: blending back and the control frame count
     wave: np.ndarray  # the given audio at the pipeline's rate (mono)
     info: dict  # task-specific entries of the result's info
 
@@ -247,7 +264,7 @@ class Cadenza:
     config: dict
     folder: Path
     text_encoder: TextEncoder
-    vocoder: VocoderHandle
+    vocoder: VocoderHandle | None
     model_id: str = ""
     last_info: dict = field(default_factory=dict)
     last_controls: ControlSet | None = None
@@ -261,6 +278,8 @@ class Cadenza:
 
             self.generator = ControlNetGenerator(self.net, self.config)
         if self.representation is None:
+            if self.vocoder is None:
+                raise CadenzaError("a pipeline needs a representation or a vocoder", "pass vocoder= (mel families) or representation= (codec families)")
             self.representation = MelRepresentation(self.vocoder)
 
     # ------------------------------------------------------------------ loading
@@ -283,6 +302,11 @@ class Cadenza:
                 "register the family with wrap= returning a cadenza.protocols.Generator",
             )
         text = build_text_encoder(config.get("text_encoder", "minilm"), config.get("model", {}).get("text_dim", 384))
+        own = getattr(loaded.model, "representation", None)  # a family that brings its own (a token model: its codec)
+        if own is not None:
+            if vocoder is not None:
+                raise CadenzaError(f"{folder} decodes through its own representation ({_rep_name(own)}), not a vocoder", "leave out --vocoder for this model")
+            return cls(loaded.net, config, folder, text, None, loaded.model_id, generator=loaded.model, representation=own)
         voc = load_vocoder_handle(
             vocoder or config.get("vocoder", "default"), config.get("vocoder_fallback", "griffin-lim"), int(config.get("griffin_lim_iters", 32))
         )
@@ -291,6 +315,18 @@ class Cadenza:
     @property
     def sampling(self) -> dict:
         return self.config.get("sampling", {})
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of the representation the generator samples (the mel's 86.13, or a codec's)."""
+        return float(getattr(self.representation, "frame_rate", FRAME_RATE))
+
+    def frames_for(self, seconds: float) -> int:
+        """The generator's frame count for ``seconds`` (the mel grid's own count when its rate is the mel's)."""
+        if abs(self.frame_rate - FRAME_RATE) < 1e-9:
+            return frames_for_duration(seconds)
+        own = getattr(self.generator, "frames_for", None)
+        return int(own(seconds)) if callable(own) else max(1, int(np.ceil(seconds * self.frame_rate)))
 
     # ------------------------------------------------------------------ requests
     def request(
@@ -376,16 +412,17 @@ class Cadenza:
             default = req.control_set.duration if isinstance(req.control_set, ControlSet) else float(self.sampling.get("duration", 6.0))
             duration = check_duration(default if req.duration is None else req.duration)
             n_frames, n_samples = frames_for_duration(duration), int(round(duration * SAMPLE_RATE))
+            n_gen = self.frames_for(duration)
             extra: dict = {"duration_s": duration, "n_frames": n_frames}
         else:
-            n_frames, n_samples, extra = known.mask.shape[-1], known.info.pop("n_samples"), known.info
+            n_frames, n_gen, n_samples, extra = len(known.control_mask), known.mask.shape[-1], known.info.pop("n_samples"), known.info
         cs, sources = self._controls(req, n_frames)
         t1 = time.perf_counter()
-        frames = self._sample(req, cs, n_frames, known, progress)
+        frames = self._sample(req, cs, n_gen, known, progress)
         t2 = time.perf_counter()
         wave = self._render(frames, n_samples)
         if known is not None:
-            w = blend_weights(known.mask[0].numpy() > 0, n_samples)
+            w = blend_weights(known.control_mask > 0, n_samples)
             orig = np.zeros(n_samples, np.float32)
             orig[: min(len(known.wave), n_samples)] = known.wave[:n_samples]
             wave = (w * orig + (1 - w) * wave).astype(np.float32)
@@ -418,7 +455,7 @@ class Cadenza:
         resolved = [self._controls(r, n_frames) for r in reqs]
         batch = replace(first, seeds=tuple(r.seeds[0] for r in reqs))
         t1 = time.perf_counter()
-        frames = self._sample(batch, [cs for cs, _ in resolved], n_frames, None, progress)
+        frames = self._sample(batch, [cs for cs, _ in resolved], self.frames_for(duration), None, progress)
         t2 = time.perf_counter()
         out = []
         for i, (r, (cs, sources)) in enumerate(zip(reqs, resolved)):
@@ -442,33 +479,40 @@ class Cadenza:
             return None
         sr = SAMPLE_RATE if req.known_sample_rate is None else req.known_sample_rate
         wave = resample(_mono(req.known_audio), check_sample_rate(sr), SAMPLE_RATE)
-        given = self.representation.encode(wave)
-        n_clip = given.shape[-1]
-        clip_s = (n_clip - 1) / FRAME_RATE
+        given = self.representation.encode(wave)  # (channels, T): mels, or (codebooks, T) codes
+        if given.dim() == 3:  # a representation that always answers with a batch axis
+            given = given[0]
+        n_clip, n_mel = given.shape[-1], len(wave) // HOP_LENGTH + 1
+        rate = self.frame_rate
+        clip_s = (n_mel - 1) / FRAME_RATE
         if req.known_mask is None:
             duration = check_duration(clip_s + float(self.sampling.get("duration", 6.0)) if req.duration is None else req.duration)
-            n_known = n_clip - 2
+            n_known = n_clip - 2  # the clip's last frames see its end (padding): redone
             if duration <= clip_s + 0.1 or n_known < 1:
                 raise CadenzaError(
                     f"continuation needs a total duration longer than the given clip ({clip_s:.2f} s), got {duration:g} s",
                     "--duration is the total length of the output, clip included",
                 )
-            n_frames = frames_for_duration(duration)
+            n_frames = self.frames_for(duration)
             mask = torch.zeros(1, n_frames)
             mask[:, :n_known] = 1
-            info = {"duration_s": duration, "given_s": round(clip_s, 3), "n_frames": n_frames, "n_samples": int(round(duration * SAMPLE_RATE))}
+            n_ctrl = frames_for_duration(duration)
+            control_mask = mask[0].numpy()[nearest_frames(n_ctrl, FRAME_RATE, n_frames, rate)]
+            info = {"duration_s": duration, "given_s": round(clip_s, 3), "n_frames": n_ctrl, "n_samples": int(round(duration * SAMPLE_RATE))}
         else:
             keep = np.asarray(req.known_mask, dtype=np.float32).reshape(-1)
-            if keep.shape != (n_clip,):
-                raise CadenzaError(f"known_mask has {keep.size} frames but the known audio has {n_clip}", "give one mask value per frame of the audio (len // 256 + 1)")
-            n_frames, mask = n_clip, torch.from_numpy((keep > 0).astype(np.float32))[None]
+            if keep.shape != (n_mel,):
+                raise CadenzaError(f"known_mask has {keep.size} frames but the known audio has {n_mel}", "give one mask value per frame of the audio (len // 256 + 1)")
+            control_mask = (keep > 0).astype(np.float32)
+            n_frames = n_clip
+            mask = torch.from_numpy(control_mask[nearest_frames(n_clip, rate, n_mel, FRAME_RATE)])[None]
             free = np.flatnonzero(keep <= 0)
             span = [round(free[0] / FRAME_RATE, 3), round((free[-1] + 1) / FRAME_RATE, 3)] if free.size else [0.0, 0.0]
             info = {"span_s": span, "duration_s": round(clip_s, 3), "n_samples": len(wave)}
-        frames = torch.zeros(1, given.shape[0], n_frames)
+        frames = torch.zeros(1, given.shape[0], n_frames, dtype=given.dtype)
         m = min(n_clip, n_frames)
         frames[..., :m] = given[:, :m]
-        return _Known(frames, mask, wave, info)
+        return _Known(frames, mask, control_mask, wave, info)
 
     @property
     def trained_controls(self) -> tuple[str, ...]:
@@ -490,19 +534,25 @@ class Cadenza:
         Each window goes to ``generator.sample`` with the frames already there (given audio,
         earlier windows) as known frames; the per-seed random generators are shared by all
         windows. ``cs`` may be a list (one ControlSet per batch row, for ``run_batch``).
+        ``n_frames`` counts the representation's frames; the controls stay on the mel grid and
+        each window gets the control frames of its own time span (the same frames when the
+        representation is the mel).
         """
         b = len(req.seeds)
         text = self.text_encoder.encode([req.prompt])
         gens = [torch.Generator().manual_seed(int(s)) for s in req.seeds]
         ctrl = controls_to_tensors(cs)
-        window = frames_for_duration(float(self.sampling.get("max_window_s", 24.0)))
-        overlap = min(frames_for_duration(float(self.sampling.get("window_overlap_s", 2.0))), window // 2)
+        window = self.frames_for(float(self.sampling.get("max_window_s", 24.0)))
+        overlap = min(self.frames_for(float(self.sampling.get("window_overlap_s", 2.0))), window // 2)
+        same_grid = abs(self.frame_rate - FRAME_RATE) < 1e-9
+        to_mel = FRAME_RATE / self.frame_rate
         out = None if known is None else known.frames.expand(b, -1, -1).clone()
         have = torch.zeros(b, n_frames) if known is None else known.mask.expand(b, -1).clone().float()
         spans = _windows_to_sample((have > 0).all(0).numpy(), window, overlap)
         for i, (start, end) in enumerate(spans):
             sl = slice(start, end)
-            conditions: dict[str, Any] = {"text": text, "controls": {k: v[:, sl] for k, v in ctrl.items()}, "n_frames": end - start, "generators": gens}
+            csl = sl if same_grid else slice(int(np.floor(start * to_mel + 0.5)), int(np.floor(end * to_mel + 0.5)))
+            conditions: dict[str, Any] = {"text": text, "controls": {k: v[:, csl] for k, v in ctrl.items()}, "n_frames": end - start, "generators": gens}
             if out is not None and bool((have[:, sl] > 0).any()):
                 conditions.update(known=out[..., sl], known_mask=have[:, sl])
             x = self.generator.sample(req, conditions, _window_progress(progress, i, len(spans)))
@@ -517,6 +567,9 @@ class Cadenza:
     def _render(self, frames: torch.Tensor, n_samples: int) -> np.ndarray:
         """Decode frames to exactly ``n_samples`` samples each, peak-limited below full scale."""
         wave = self.representation.decode(frames)
+        if isinstance(wave, torch.Tensor):
+            wave = wave.detach().cpu().float().numpy()
+        wave = np.asarray(wave, dtype=np.float32).reshape(frames.shape[0], -1)
         if wave.shape[-1] < n_samples:
             wave = np.pad(wave, ((0, 0), (0, n_samples - wave.shape[-1])))
         wave = wave[:, :n_samples]
@@ -531,9 +584,9 @@ class Cadenza:
             "task": task, "prompt": req.prompt, **extra, "steps": req.steps, "cfg": req.cfg, "control_cfg": req.control_cfg,
             "sampler": req.sampler, "controls": controls_summary(cs, sources),
             "seed": seeds if len(seeds) > 1 else seeds[0], "model_id": self.model_id, "model_dir": str(self.folder),
-            "vocoder": self.vocoder.name, "sample_rate": self.sample_rate, "timings": timings, "threads": torch.get_num_threads(),
+            "vocoder": _rep_name(self.representation), "sample_rate": self.sample_rate, "timings": timings, "threads": torch.get_num_threads(),
         }
-        if self.vocoder.note:
+        if self.vocoder is not None and self.vocoder.note:
             info["vocoder_note"] = self.vocoder.note
         return info
 

@@ -125,8 +125,15 @@ def generate_batch(
 
 
 def vocoder_round_trip(gen: Any, audio: np.ndarray) -> np.ndarray:
-    """Audio → the canonical log-mel → the generator's vocoder: what the representation alone costs."""
+    """Audio → the canonical log-mel → the generator's vocoder: what the representation alone costs.
+
+    A family with its own representation (a codec) has no vocoder: its encode → decode round trip.
+    """
     with torch.inference_mode():
+        if getattr(gen, "vocoder", None) is None:
+            wave = gen.representation.decode(gen.representation.encode(np.ascontiguousarray(audio, dtype=np.float32))[None])
+            wave = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+            return _fit(wave.reshape(-1), audio.size)
         logmel = MelSpectrogram()(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
         return _fit(gen.vocoder(logmel[None])[0], audio.size)
 
@@ -366,7 +373,7 @@ def run_eval(
     steps_used, cfg_used, sampler, control_cfg_used = used.steps, used.cfg, used.sampler, used.control_cfg
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),
                 **({"control_cfg": control_cfg_used} if control_cfg_used else {}),
-                "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name}
+                "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name if getattr(gen, "vocoder", None) is not None else str(getattr(gen.representation, "model_id", type(gen.representation).__name__))}
     key = settings_key(settings)
     cache = Path(cache) if cache is not None else out / "cache"
     figures = out / "figures"
