@@ -546,7 +546,13 @@ class Cadenza:
         overlap = min(self.frames_for(float(self.sampling.get("window_overlap_s", 2.0))), window // 2)
         same_grid = abs(self.frame_rate - FRAME_RATE) < 1e-9
         to_mel = FRAME_RATE / self.frame_rate
+        # a generator with working units of its own (the diffusion adapter: standardised mels) keeps the
+        # buffer in them, so known frames and earlier windows reach later windows without a round trip
+        native = all(callable(getattr(self.generator, m, None)) for m in ("sample_native", "to_native", "from_native"))
+        sample = self.generator.sample_native if native else self.generator.sample
         out = None if known is None else known.frames.expand(b, -1, -1).clone()
+        if native and out is not None:
+            out = self.generator.to_native(out)
         have = torch.zeros(b, n_frames) if known is None else known.mask.expand(b, -1).clone().float()
         spans = _windows_to_sample((have > 0).all(0).numpy(), window, overlap)
         for i, (start, end) in enumerate(spans):
@@ -555,14 +561,14 @@ class Cadenza:
             conditions: dict[str, Any] = {"text": text, "controls": {k: v[:, csl] for k, v in ctrl.items()}, "n_frames": end - start, "generators": gens}
             if out is not None and bool((have[:, sl] > 0).any()):
                 conditions.update(known=out[..., sl], known_mask=have[:, sl])
-            x = self.generator.sample(req, conditions, _window_progress(progress, i, len(spans)))
+            x = sample(req, conditions, _window_progress(progress, i, len(spans)))
             if out is None:
                 out = torch.zeros(b, *x.shape[1:-1], n_frames, dtype=x.dtype)
             out[..., sl] = x
             have[:, sl] = 1
         if out is None:
             raise CadenzaError(f"nothing to generate in {n_frames} frames", "ask for a longer duration")
-        return out
+        return self.generator.from_native(out) if native else out
 
     def _render(self, frames: torch.Tensor, n_samples: int) -> np.ndarray:
         """Decode frames to exactly ``n_samples`` samples each, peak-limited below full scale."""
