@@ -32,6 +32,7 @@ from cadenza.representations.vocoder import Vocoder, load_vocoder, resolve_vocod
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights" / "codec"
 CHUNK_FRAMES = 1024  # code frames per chunk (23.8 s of audio)
+MIN_VOCODER_FRAMES = 9  # mel frames the vocoder needs at least: its STFTs reflect-pad n_fft/2 samples, so more than 2 hops
 
 
 @dataclass
@@ -133,7 +134,11 @@ class Codec:
         """Codes (B, K, T) or (K, T), any K ≤ codebooks → waveform (B, 512·T), or (B, n_samples) when given."""
         squeeze = torch.as_tensor(codes).dim() == 2
         mel = self.decode_mel(codes, chunk_frames)
-        wave = self.vocoder.decode_chunked(mel, chunk_frames=max(4 * self.vocoder.receptive_field, 2 * chunk_frames))
+        length = self.hop * (mel.shape[-1] - 1) // 2  # 512·T samples for 2T + 1 mel frames
+        short = MIN_VOCODER_FRAMES - mel.shape[-1]
+        if short > 0:  # the vocoder's reflect-padded STFTs need more than n_fft/2 samples: hold the last frame, then cut
+            mel = torch.cat([mel, mel[..., -1:].expand(*mel.shape[:-1], short)], dim=-1)
+        wave = self.vocoder.decode_chunked(mel, chunk_frames=max(4 * self.vocoder.receptive_field, 2 * chunk_frames))[..., :length]
         if n_samples is not None:
             n = int(n_samples)
             if not 0 < n <= wave.shape[-1]:
