@@ -62,7 +62,7 @@ def encode(
     save_tokens(out, codes, codec, wave.shape[-1])
     seconds = wave.shape[-1] / codec.sample_rate
     console.print(f"{audio} → {out}: {k} codebooks × {codes.shape[-1]} frames, {codec.bitrate(k) / 1000:.2f} kbps "
-                  f"({seconds:.2f} s in {elapsed:.2f} s, {seconds / max(elapsed, 1e-9):.3g}x real time)", highlight=False)
+                  f"({seconds:.2f} s in {elapsed:.2f} s, {seconds / max(elapsed, 1e-9):.3g}x real time)", highlight=False, soft_wrap=True)
 
 
 @app.command("decode")
@@ -93,8 +93,25 @@ def decode(
     elapsed = time.perf_counter() - t0
     peak = float(np.abs(wave).max())
     if peak > 1.0:
-        console.print(f"[yellow]warning:[/] output peaks at {peak:.2f}; scaled to avoid clipping", highlight=False)
+        console.print(f"[yellow]warning:[/] output peaks at {peak:.2f}; scaled to avoid clipping", highlight=False, soft_wrap=True)
         wave = wave / peak * 0.99
     save_audio(out, wave, codec.sample_rate)
     seconds = wave.shape[-1] / codec.sample_rate
-    console.print(f"{tokens} → {out} ({seconds:.2f} s in {elapsed:.2f} s, {seconds / max(elapsed, 1e-9):.3g}x real time)", highlight=False)
+    console.print(f"{tokens} → {out} ({seconds:.2f} s in {elapsed:.2f} s, {seconds / max(elapsed, 1e-9):.3g}x real time)", highlight=False, soft_wrap=True)
+
+
+@app.command("export")
+def export(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for codec_encoder.onnx, codec_decoder.onnx and codebooks.npy."),
+    model: str = typer.Option("default", "--model", "-m", help="'default' (the shipped codec) or a codec model folder."),
+) -> None:
+    """Export the codec's encoder and decoder as ONNX (the vocoder exports with its own export_vocoder).
+
+    Example:
+
+      cadenza codec export --out codec_onnx/
+    """
+    from cadenza.representations.codec.export import export_codec
+
+    for path in export_codec(out, _load(model, 0)):
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from cadenza.config import load_config
 from cadenza.errors import CadenzaError
 from cadenza.protocols import Representation
-from cadenza.registry import load_model, save_model
-from cadenza.representations.codec import Codec, build_codec, load_codec
+from cadenza.registry import load_model
+from cadenza.representations.codec import Codec, load_codec
 from cadenza.representations.codec.tokens import check_tokens, load_tokens, save_tokens
 from cadenza.representations.vocoder import WEIGHTS_DIR as VOCODER_DIR
 
@@ -29,16 +28,8 @@ def _tone(seconds: float, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """A debug-size codec with random weights and initialised codebooks, saved as a model folder."""
-    cfg = load_config("codec", "debug")
-    torch.manual_seed(0)
-    net = build_codec(cfg)
-    with torch.no_grad():  # mark the codebooks initialised, with distinct random vectors (k-means on noise is no better)
-        for layer in net.quantizer.layers:
-            layer._codebook.embed.normal_()
-            layer._codebook.initted.fill_(True)
-    return save_model(tmp_path_factory.mktemp("codec") / "debug", net, {**cfg, "vocoder": {"path": "default"}}, kind="codec")
+def folder(debug_codec_folder: Path) -> Path:
+    return debug_codec_folder
 
 
 @pytest.fixture(scope="module")

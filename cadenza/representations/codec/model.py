@@ -105,9 +105,16 @@ class CodecEncoder(nn.Module):
         self.proj = nn.Linear(config.dim, config.latent_dim)
 
     def forward(self, padded: Tensor) -> Tensor:
+        return self.from_log_magnitude(self.log_magnitude(padded))
+
+    def log_magnitude(self, padded: Tensor) -> Tensor:
+        """(B, N) → the front end's (B, n_fft/2+1, frames) log-magnitude STFT (no centring: ``padded`` is padded)."""
         c = self.config
         spec = torch.stft(padded, c.n_fft, c.frame_hop, c.n_fft, self.window, center=False, return_complex=True)
-        logmag = torch.log(spec.abs().clamp(min=1e-5))  # (B, bins, frames), the mel's log scale
+        return torch.log(spec.abs().clamp(min=1e-5))  # the mel's log scale
+
+    def from_log_magnitude(self, logmag: Tensor) -> Tensor:
+        """The learned part: log-magnitude frames → latents (B, frames // 2, latent_dim)."""
         logmag = logmag[..., : logmag.shape[-1] // 2 * 2]  # whole frame pairs only (the odd last frame never counts)
         x = self.norm(self.embed(logmag.transpose(1, 2)))  # (B, frames, dim)
         for block in self.pre:
