@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cadenza.audio.mel import denormalize_log_mel
+from cadenza.audio.mel import denormalize_log_mel, normalize_log_mel
 from cadenza.errors import CadenzaError
 from cadenza.representations.vocoder import ConvNeXtBlock
 
@@ -96,12 +96,9 @@ class CodecEncoder(nn.Module):
         self.n_bins = config.n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
         self.embed = nn.Linear(self.n_bins, config.dim)
-        self.norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.pre = _blocks(config, config.encoder_pre_layers)
         self.merge = nn.Linear(2 * config.dim, config.dim)  # frame pairs (2t, 2t+1) → one code frame
-        self.merge_norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.blocks = _blocks(config, config.encoder_layers)
-        self.out_norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.proj = nn.Linear(config.dim, config.latent_dim)
 
     def forward(self, padded: Tensor) -> Tensor:
@@ -116,15 +113,15 @@ class CodecEncoder(nn.Module):
     def from_log_magnitude(self, logmag: Tensor) -> Tensor:
         """The learned part: log-magnitude frames → latents (B, frames // 2, latent_dim)."""
         logmag = logmag[..., : logmag.shape[-1] // 2 * 2]  # whole frame pairs only (the odd last frame never counts)
-        x = self.norm(self.embed(logmag.transpose(1, 2)))  # (B, frames, dim)
+        x = self.embed(normalize_log_mel(logmag).transpose(1, 2))  # (B, frames, dim); no LayerNorm: it would erase the level
         for block in self.pre:
             x = block(x)
         b, f, d = x.shape
         x = x.reshape(b, f // 2, 2 * d)
-        x = self.merge_norm(self.merge(x))
+        x = self.merge(x)
         for block in self.blocks:
             x = block(x)
-        return self.proj(self.out_norm(x))
+        return self.proj(x)
 
 
 class CodecDecoder(nn.Module):
@@ -134,23 +131,20 @@ class CodecDecoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Linear(config.latent_dim, config.dim)
-        self.norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.blocks = _blocks(config, config.decoder_layers)
         self.split = nn.Linear(config.dim, 2 * config.dim)  # one code frame → two mel frames
-        self.split_norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.post = _blocks(config, config.decoder_post_layers)
-        self.out_norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.head = nn.Linear(config.dim, config.n_mels)
 
     def forward(self, z: Tensor) -> Tensor:
-        x = self.norm(self.embed(z))
+        x = self.embed(z)
         for block in self.blocks:
             x = block(x)
         b, t, d = x.shape
-        x = self.split_norm(self.split(x).reshape(b, 2 * t, d))
+        x = self.split(x).reshape(b, 2 * t, d)
         for block in self.post:
             x = block(x)
-        return denormalize_log_mel(self.head(self.out_norm(x))).transpose(1, 2)  # the head works in the vocoder's [-1, 1] scale
+        return denormalize_log_mel(self.head(x)).transpose(1, 2)  # the head works in the vocoder's [-1, 1] scale
 
 
 class CodecNet(nn.Module):
