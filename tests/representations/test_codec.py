@@ -71,6 +71,8 @@ def test_chunked_equals_whole(codec: Codec) -> None:
     mel_chunked = codec.decode_mel(whole, chunk_frames=40)
     assert torch.allclose(mel_whole, mel_chunked, atol=1e-4), (mel_whole - mel_chunked).abs().max()
     assert z_whole.shape[1] == whole.shape[-1]
+    wave_whole, wave_chunked = codec.decode(whole, chunk_frames=10_000), codec.decode(whole, chunk_frames=40)  # the vocoder streams 176-frame chunks
+    assert wave_whole.shape == wave_chunked.shape and (wave_whole - wave_chunked).abs().max() < 1e-3 * max(1.0, float(wave_whole.abs().max()))
 
 
 def test_bitrate_arithmetic(codec: Codec) -> None:
