@@ -21,25 +21,21 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 
 from cadenza.audio import MelConfig, MelSpectrogram
-from cadenza.errors import CadenzaError
 from cadenza.registry import get_family, register_task
 from cadenza.representations.codec.codec import build_codec
 from cadenza.representations.discriminators import (
-    MultiPeriodDiscriminator,
-    MultiResolutionDiscriminator,
     MultiResolutionSTFTLoss,
-    discriminator_hinge_loss,
-    feature_matching_loss,
-    generator_hinge_loss,
+    build_discriminators,
+    discriminator_step_loss,
+    generator_adversarial_losses,
 )
 from cadenza.representations.vocoder import Vocoder, load_vocoder, resolve_vocoder_dir
-from cadenza.train.tasks import DataSpec, Task, _inner
-from cadenza.train.vocoder import RandomCropDataset, VocoderModule, _ArrayCrops, heldout_crops, read_manifest, synthetic_tones
+from cadenza.train.tasks import DataSpec, _inner
+from cadenza.train.vocoder import VocoderModule, VocoderTask
 
 
 def vocoder_section(config: dict) -> dict:
@@ -61,9 +57,7 @@ class CodecModule(L.LightningModule):
         loss = config.get("loss", {})
         self.adversarial = float(loss.get("adv_weight", 0.0)) > 0 and config["train"].get("wave_start") is not None
         if self.adversarial:
-            d = config.get("discriminator", {})
-            self.mpd = MultiPeriodDiscriminator(d.get("periods", (2, 3, 5, 7, 11)), d.get("mpd_channels", (16, 64, 128, 256, 256)))
-            self.mrd = MultiResolutionDiscriminator(d.get("mrd_resolutions", ((2048, 512), (1024, 256), (512, 128))), d.get("mrd_channels", 16))
+            self.mpd, self.mrd = build_discriminators(config.get("discriminator", {}))
         self.mrstft = MultiResolutionSTFTLoss(loss.get("mrstft_resolutions", ((512, 128), (1024, 256), (2048, 512))))
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self._vocoder_name = str(voc["path"])
@@ -115,18 +109,13 @@ class CodecModule(L.LightningModule):
             logs.update(wave_mel_l1=float(wave_mel.detach()), mrstft=float(stft_l.detach()))
             if self.adversarial:
                 opt_d = opts[1]
-                loss_d = self._disc_loss(audio, fake.detach())
+                w_mrd = loss_cfg.get("mrd_weight", 0.1)
+                loss_d = discriminator_step_loss(self.mpd, self.mrd, audio, fake, w_mrd)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(loss_d)
                 torch.nn.utils.clip_grad_norm_(list(self.mpd.parameters()) + list(self.mrd.parameters()), t.get("grad_clip", 100.0))
                 opt_d.step()
-                w_mrd = loss_cfg.get("mrd_weight", 0.1)
-                _, fm_rp = self.mpd(audio)
-                fake_p, fm_fp = self.mpd(fake)
-                _, fm_rr = self.mrd(audio)
-                fake_r, fm_fr = self.mrd(fake)
-                adv = generator_hinge_loss(fake_p) + w_mrd * generator_hinge_loss(fake_r)
-                fm = feature_matching_loss(fm_rp, fm_fp) + w_mrd * feature_matching_loss(fm_rr, fm_fr)
+                adv, fm = generator_adversarial_losses(self.mpd, self.mrd, audio, fake, w_mrd)
                 loss_g = loss_g + loss_cfg.get("adv_weight", 1.0) * adv + loss_cfg.get("fm_weight", 2.0) * fm
                 logs.update(loss_d=float(loss_d.detach()), adv=float(adv.detach()), fm=float(fm.detach()))
         for group in opt_g.param_groups:
@@ -138,14 +127,6 @@ class CodecModule(L.LightningModule):
         self.step_count += 1
         logs["loss_g"] = float(loss_g.detach())
         self.last_log = logs
-
-    def _disc_loss(self, real: Tensor, fake: Tensor) -> Tensor:
-        real_p, _ = self.mpd(real)
-        fake_p, _ = self.mpd(fake)
-        real_r, _ = self.mrd(real)
-        fake_r, _ = self.mrd(fake)
-        w_mrd = self.config.get("loss", {}).get("mrd_weight", 0.1)
-        return discriminator_hinge_loss(real_p, fake_p) + w_mrd * discriminator_hinge_loss(real_r, fake_r)
 
 
 @torch.no_grad()
@@ -161,28 +142,18 @@ def codec_mel_l1(net: torch.nn.Module, vocoder: Vocoder, audio: Tensor, mel: Mel
 
 
 @register_task("codec")
-class CodecTask(Task):
-    """RVQ neural codec, mel-domain (+ optional end-to-end wave) losses (``cadenza.train.codec.CodecModule``)."""
+class CodecTask(VocoderTask):
+    """RVQ neural codec, mel-domain (+ optional end-to-end wave) losses (``cadenza.train.codec.CodecModule``).
+
+    The vocoder task's data (random crops of the train split, or synthetic tones), manual-optimisation
+    step and held-out crops, with the codec's module, k-means start, validation and export.
+    """
 
     name, config_kind = "codec", "codec"
-    track = "mel_l1"
-    manual_grad_sync = True
     defaults = {"data": {"source": "manifest", "synthetic_clips": 4, "synthetic_seconds": 1.0, "val_clips": 12, "val_seconds": 3.0, "init_batches": 8}}
 
     def build_module(self, config: dict) -> torch.nn.Module:
         return CodecModule(config)
-
-    def train_data(self, config: dict, module: Any = None) -> DataSpec:
-        t, data = config["train"], config.get("data", {})
-        sr = int(config.get("model", {}).get("sample_rate", 22050))
-        if data.get("source") == "synthetic":
-            tones = synthetic_tones(int(data.get("synthetic_clips", 4)), float(data.get("synthetic_seconds", 1.0)), int(t.get("seed", 0)), sr)
-            ds = _ArrayCrops(tones, int(t["crop_samples"]), int(t.get("seed", 0)))
-        else:
-            if not t.get("data"):
-                raise CadenzaError("the codec config names no training data (train.data is null)", "pass train.data=path/to/manifest.jsonl, or data.source=synthetic for a smoke test")
-            ds = RandomCropDataset(read_manifest(t["data"], "train"), int(t["crop_samples"]), int(t.get("seed", 0)), sample_rate=sr)
-        return DataSpec(ds, int(t["batch_size"]))
 
     def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
         """k-means-initialise the codebooks on ``data.init_batches`` batches at once (one batch has fewer vectors than a codebook)."""
@@ -198,28 +169,14 @@ class CodecTask(Task):
             module.net.quantizer(module.net.latents(audio))  # the first training-mode call runs the k-means
         torch.set_rng_state(state)
 
-    def train_step(self, module: Any, batch: Any, optimizers: list, schedulers: list, fabric: Any) -> dict[str, float]:
-        inner = _inner(module)
-        with fabric.autocast():
-            inner.training_step(batch, 0)
-        return dict(inner.last_log)
-
     def validate(self, module: Any, config: dict) -> dict[str, float]:
-        """Mel L1 of the codec's resynthesis (all and half the codebooks) on fixed valid crops."""
-        m, data = _inner(module), config.get("data", {})
-        n, seconds = int(data.get("val_clips", 12)), float(data.get("val_seconds", 3.0))
-        if n <= 0:
+        """Mel L1 of the codec's resynthesis (all and half the codebooks) on the fixed valid crops."""
+        m, audio = _inner(module), self.heldout(module, config)
+        if audio is None:
             return {}
-        if getattr(m, "_cadenza_val", None) is None:
-            seed = int(config["train"].get("seed", 0))
-            if data.get("source") == "synthetic":
-                tones = synthetic_tones(n, seconds, seed + 1_000_003, int(config.get("model", {}).get("sample_rate", 22050)))
-                m._cadenza_val = torch.from_numpy(np.stack(tones))
-            else:
-                m._cadenza_val = heldout_crops(config["train"]["data"], n, seconds, seed, split="valid")
         m.net.eval()
-        full, direct = codec_mel_l1(m.net, m.vocoder, m._cadenza_val, m.mel)
-        half, _ = codec_mel_l1(m.net, m.vocoder, m._cadenza_val, m.mel, max(1, m.net.config.codebooks // 2))
+        full, direct = codec_mel_l1(m.net, m.vocoder, audio, m.mel)
+        half, _ = codec_mel_l1(m.net, m.vocoder, audio, m.mel, max(1, m.net.config.codebooks // 2))
         return {"mel_l1": full, "mel_l1_half": half, "decoded_mel_l1": direct}
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:

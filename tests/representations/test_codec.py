@@ -129,6 +129,20 @@ def test_debug_config_trains_and_loss_falls(tmp_path: Path) -> None:
     assert "discriminator" not in exported and not any(k.startswith("vocoder") for k in load_model(folder).net.state_dict())
 
 
+def test_wave_phase_trains_through_the_frozen_vocoder(tmp_path: Path) -> None:
+    """From ``train.wave_start`` the decoded mel is rendered by the vocoder and scored with its losses and discriminators."""
+    from cadenza.train.runner import fit
+    from cadenza.train.tasks import get_task, load_task_config
+
+    task = get_task("codec")
+    cfg = load_task_config(task, "debug", ["train.max_steps=3", "train.wave_start=1", "loss.adv_weight=1.0", "data.val_clips=0",
+                                           "log.every_steps=1", "checkpoint.every_steps=0", "log.progress=false"])
+    fit(task, cfg, tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert "adv" not in log[0] and {"adv", "fm", "loss_d", "wave_mel_l1", "mrstft"} <= set(log[-1])
+    assert all(math.isfinite(v) for row in log for v in row.values())
+
+
 def test_save_load_and_damaged_folders(folder: Path, codec: Codec, tmp_path: Path, capsys) -> None:
     from cadenza.cli import main
 
