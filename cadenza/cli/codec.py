@@ -13,7 +13,18 @@ from cadenza.errors import CadenzaError
 
 console = Console(stderr=True)
 
-app = typer.Typer(help="The RVQ neural codec: audio → token file → audio.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help=(
+        "The RVQ neural codec: audio → token file (safetensors) → audio.\n\n"
+        "Examples:\n\n"
+        "\b\n"
+        "  cadenza codec encode song.wav --out song.safetensors --n-q 4\n"
+        "  cadenza codec decode song.safetensors --out song_decoded.wav\n"
+        "  cadenza codec export --out codec_onnx/"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def _load(model: str, threads: int):
@@ -74,9 +85,11 @@ def decode(
 ) -> None:
     """Decode codec tokens back into audio (refuses tokens of another codec).
 
-    Example:
+    Examples:
 
       cadenza codec decode song.safetensors --out song_decoded.wav
+
+      cadenza codec decode song.safetensors --out song.flac --model runs/codec/best
     """
     import numpy as np
 
@@ -107,9 +120,11 @@ def export(
 ) -> None:
     """Export the codec's encoder and decoder as ONNX (the vocoder exports with its own export_vocoder).
 
-    Example:
+    Examples:
 
       cadenza codec export --out codec_onnx/
+
+      cadenza codec export --out codec_onnx/ --model runs/codec/best
     """
     from cadenza.representations.codec.export import export_codec
 
