@@ -3,9 +3,9 @@
     python benchmarks/codec.py --model runs/codec-small/best --manifest data/corpus-small/manifest.jsonl
 
 Quality (held-out TEST clips, one per work, scored once; nothing was chosen on them): mel L1
-(the canonical log-mel, natural log) and the multi-resolution STFT distance (spectral
-convergence + log-magnitude L1 at n_fft 512/1024/2048, the vocoder benchmark's) between each
-clip and its reconstruction, for the codec at several ``n_q`` (its bitrate beside it), the
+(the canonical log-mel, natural log), the multi-resolution STFT distance (spectral
+convergence + log-magnitude L1 at n_fft 512/1024/2048, the vocoder benchmark's) and melody
+agreement (the melody control extracted from output and clip) between each clip and its reconstruction, for the codec at several ``n_q`` (its bitrate beside it), the
 shipped mel vocoder on the clip's true mel (an upper bound for a codec that decodes through
 it) and Griffin-Lim (32 iterations) on the true mel.
 
@@ -108,9 +108,18 @@ def encodec_peer() -> tuple[object, int, int] | str:
     return run, 24000, sum(p.numel() for m in (encoder, decoder, quantizer) for p in m.parameters())
 
 
+def melody_agreement(melody, given: list, wave: torch.Tensor, sample_rate: int) -> float:
+    """Mean melody accuracy (the project's chroma-melody control, extracted) of each output against its clip's: is the tune still there?"""
+    scores = [melody.score(g, melody.extract(w, sample_rate))["melody_accuracy"] for g, w in zip(given, wave.numpy())]
+    return float(np.mean(scores))
+
+
 def quality_rows(codec, voc, audio: torch.Tensor, n_qs: list[int]) -> list[dict]:
-    """Mel L1 and MR-STFT per method on (B, N) clips (per-clip means kept for the ratio's interval)."""
-    mel_fn, mrstft = MelSpectrogram(voc.mel_config), MultiResolutionSTFTLoss()
+    """Mel L1, MR-STFT and melody agreement per method on (B, N) clips (per-clip mel L1 kept for the ratio's interval)."""
+    from cadenza.controls.registry import control
+
+    mel_fn, mrstft, melody = MelSpectrogram(voc.mel_config), MultiResolutionSTFTLoss(), control("melody")
+    given = [melody.extract(a, codec.sample_rate) for a in audio.numpy()]
     logmel = mel_fn(audio)
     candidates: list[tuple[str, float | None, torch.Tensor]] = []
     with torch.inference_mode():
@@ -123,7 +132,8 @@ def quality_rows(codec, voc, audio: torch.Tensor, n_qs: list[int]) -> list[dict]
             n = min(wave.shape[-1], audio.shape[-1])
             per_clip = (mel_fn(wave[..., :n]) - mel_fn(audio[..., :n])).abs().mean(dim=(1, 2))
             rows.append({"method": name, "kbps": round(bps / 1000, 3) if bps else None, "mel_l1": round(float(per_clip.mean()), 4),
-                         "mrstft": round(float(mrstft(wave[..., :n], audio[..., :n])), 4), "_per_clip": per_clip.double().numpy()})
+                         "mrstft": round(float(mrstft(wave[..., :n], audio[..., :n])), 4),
+                         "melody_accuracy": round(melody_agreement(melody, given, wave, codec.sample_rate), 3), "_per_clip": per_clip.double().numpy()})
     return rows
 
 
@@ -189,7 +199,7 @@ def main() -> None:
         ci = [round(float(np.percentile(boot, 2.5)), 3), round(float(np.percentile(boot, 97.5)), 3)]
     for r in rows:
         r.pop("_per_clip")
-        print(f"{r['method']:50s} {r['kbps'] or '':>6} kbps  mel L1 {r['mel_l1']:.4f}  MR-STFT {r['mrstft']:.4f}")
+        print(f"{r['method']:50s} {r['kbps'] or '':>6} kbps  mel L1 {r['mel_l1']:.4f}  MR-STFT {r['mrstft']:.4f}  melody {r['melody_accuracy']:.3f}")
     ours_rtf = speed[0]["rtf"] if speed else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     manifest = str(args.manifest.relative_to(ROOT) if args.manifest.is_relative_to(ROOT) else args.manifest)
@@ -208,8 +218,10 @@ def main() -> None:
           f"commit {commit}, codec `{codec.model_id}` ({args.model}), seed {SEED}, {args.threads} thread(s), load average at start {load0} "
           "(a machine shared with other jobs: speed figures are a floor)", ""]
     md += [f"## Reconstruction ({len(audio)} held-out {args.split} clips × {args.clip_seconds:g} s, at most {args.per_work} per work, from `{manifest}`)", "",
-           "| method | kbps | mel L1 | MR-STFT |", "|---|---|---|---|"]
-    md += [f"| {r['method']} | {r['kbps'] if r['kbps'] is not None else '-'} | {r['mel_l1']} | {r['mrstft']} |" for r in rows]
+           "| method | kbps | mel L1 | MR-STFT | melody agreement |", "|---|---|---|---|---|"]
+    md += [f"| {r['method']} | {r['kbps'] if r['kbps'] is not None else '-'} | {r['mel_l1']} | {r['mrstft']} | {r['melody_accuracy']} |" for r in rows]
+    md += ["", "Melody agreement: the melody control (chroma argmax per frame) extracted from the output, scored against the one "
+           "extracted from the clip (`cadenza.controls.registry.control('melody').score`): 1.0 = the same tune frame by frame."]
     if best is not None:
         md += ["", f"Goal (issue #19): at ≤ {GOAL_KBPS:g} kbps, mel L1 within {GOAL_RATIO}x of the mel vocoder's. Best at ≤ {GOAL_KBPS:g} kbps: "
                f"{best['method']} ({best['kbps']} kbps), {ratio}x the vocoder's mel L1 (95 % bootstrap interval over clips {ci[0]}–{ci[1]}): "
