@@ -204,7 +204,7 @@ class CodecNet(nn.Module):
 
         Why not the quantizer's own forward: at inference it also runs its training bookkeeping;
         this is the same nearest-neighbour search (argmin of ``|e|² - 2 r·e``) as one matmul per
-        codebook, 5x faster on a CPU, and it never touches the codebooks.
+        codebook, and it never touches the codebooks.
         """
         k = self.config.codebooks if n_q is None else int(n_q)
         codes = []
