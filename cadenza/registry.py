@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "cadenza.generators.model",
     "cadenza.representations.vocoder",
+    "cadenza.representations.codec.codec",
     "cadenza.controls.beat_tracker",
     "cadenza.eval.clap",
     "cadenza.generators.tokens.family",

@@ -61,6 +61,9 @@ def _register() -> None:
 
     app.add_typer(train_cli.app, name="train")
     app.command("vocode")(vocode.vocode)
+    from cadenza.cli import codec as codec_cli
+
+    app.add_typer(codec_cli.app, name="codec")
     from cadenza.cli import serve as serve_cli
 
     serve_cli.register(app)

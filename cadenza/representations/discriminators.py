@@ -159,3 +159,31 @@ def phase_loss(pred_phase: Tensor, target_spec: Tensor) -> Tensor:
     gd = anti_wrap(torch.diff(pred_phase, dim=1) - torch.diff(target_phase, dim=1))
     iaf = anti_wrap(torch.diff(pred_phase, dim=2) - torch.diff(target_phase, dim=2))
     return (gd * w[:, 1:]).mean() + (iaf * w[:, :, 1:]).mean()
+
+
+# ---------------------------------------------------------------------------------------------- the GAN recipe
+def build_discriminators(section: dict) -> tuple[MultiPeriodDiscriminator, MultiResolutionDiscriminator]:
+    """The multi-period + multi-resolution pair from a config's ``discriminator`` section (HiFi-GAN/Vocos widths by default)."""
+    mpd = MultiPeriodDiscriminator(section.get("periods", (2, 3, 5, 7, 11)), section.get("mpd_channels", (32, 128, 512, 1024, 1024)))
+    mrd = MultiResolutionDiscriminator(section.get("mrd_resolutions", ((2048, 512), (1024, 256), (512, 128))), section.get("mrd_channels", 32))
+    return mpd, mrd
+
+
+def discriminator_step_loss(mpd: nn.Module, mrd: nn.Module, real: Tensor, fake: Tensor, mrd_weight: float = 0.1) -> Tensor:
+    """The discriminators' hinge loss on real vs (detached) generated audio, the resolution one weighted by ``mrd_weight``."""
+    real_p, _ = mpd(real)
+    fake_p, _ = mpd(fake.detach())
+    real_r, _ = mrd(real)
+    fake_r, _ = mrd(fake.detach())
+    return discriminator_hinge_loss(real_p, fake_p) + mrd_weight * discriminator_hinge_loss(real_r, fake_r)
+
+
+def generator_adversarial_losses(mpd: nn.Module, mrd: nn.Module, real: Tensor, fake: Tensor, mrd_weight: float = 0.1) -> tuple[Tensor, Tensor]:
+    """(hinge adversarial loss, feature-matching loss) of generated audio, the resolution discriminator weighted by ``mrd_weight``."""
+    _, fm_rp = mpd(real)
+    fake_p, fm_fp = mpd(fake)
+    _, fm_rr = mrd(real)
+    fake_r, fm_fr = mrd(fake)
+    adv = generator_hinge_loss(fake_p) + mrd_weight * generator_hinge_loss(fake_r)
+    fm = feature_matching_loss(fm_rp, fm_fp) + mrd_weight * feature_matching_loss(fm_rr, fm_fr)
+    return adv, fm

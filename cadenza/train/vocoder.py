@@ -35,12 +35,10 @@ from torch.utils.data import IterableDataset
 from cadenza.audio import MelConfig, MelSpectrogram, load_audio
 from cadenza.errors import CadenzaError
 from cadenza.representations.discriminators import (
-    MultiPeriodDiscriminator,
-    MultiResolutionDiscriminator,
     MultiResolutionSTFTLoss,
-    discriminator_hinge_loss,
-    feature_matching_loss,
-    generator_hinge_loss,
+    build_discriminators,
+    discriminator_step_loss,
+    generator_adversarial_losses,
     phase_loss,
 )
 from cadenza.registry import register_task
@@ -122,9 +120,7 @@ class VocoderModule(L.LightningModule):
         self.automatic_optimization = False
         self.config = config
         self.generator = build_generator(config)
-        d = config.get("discriminator", {})
-        self.mpd = MultiPeriodDiscriminator(d.get("periods", (2, 3, 5, 7, 11)), d.get("mpd_channels", (32, 128, 512, 1024, 1024)))
-        self.mrd = MultiResolutionDiscriminator(d.get("mrd_resolutions", ((2048, 512), (1024, 256), (512, 128))), d.get("mrd_channels", 32))
+        self.mpd, self.mrd = build_discriminators(config.get("discriminator", {}))
         self.mel = MelSpectrogram(MelConfig.from_dict(config.get("mel", {})))
         self.mrstft = MultiResolutionSTFTLoss(config.get("loss", {}).get("mrstft_resolutions", ((512, 128), (1024, 256), (2048, 512))))
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
@@ -173,11 +169,7 @@ class VocoderModule(L.LightningModule):
 
         if gan:
             self._set_lr(opt_d, t.get("lr_disc", t["lr"]), gan=True)
-            real_p, _ = self.mpd(audio)
-            fake_p, _ = self.mpd(fake.detach())
-            real_r, _ = self.mrd(audio)
-            fake_r, _ = self.mrd(fake.detach())
-            loss_d = discriminator_hinge_loss(real_p, fake_p) + loss_cfg.get("mrd_weight", 0.1) * discriminator_hinge_loss(real_r, fake_r)
+            loss_d = discriminator_step_loss(self.mpd, self.mrd, audio, fake, loss_cfg.get("mrd_weight", 0.1))
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(loss_d)
             torch.nn.utils.clip_grad_norm_(list(self.mpd.parameters()) + list(self.mrd.parameters()), t.get("grad_clip", 1000.0))
@@ -188,13 +180,7 @@ class VocoderModule(L.LightningModule):
         loss_g = loss_cfg.get("mel_weight", 45.0) * mel_l1
         logs["mel_l1"] = float(mel_l1.detach())
         if gan:
-            real_p, fm_rp = self.mpd(audio)
-            fake_p, fm_fp = self.mpd(fake)
-            real_r, fm_rr = self.mrd(audio)
-            fake_r, fm_fr = self.mrd(fake)
-            w_mrd = loss_cfg.get("mrd_weight", 0.1)
-            adv = generator_hinge_loss(fake_p) + w_mrd * generator_hinge_loss(fake_r)
-            fm = feature_matching_loss(fm_rp, fm_fp) + w_mrd * feature_matching_loss(fm_rr, fm_fr)
+            adv, fm = generator_adversarial_losses(self.mpd, self.mrd, audio, fake, loss_cfg.get("mrd_weight", 0.1))
             loss_g = loss_g + loss_cfg.get("adv_weight", 1.0) * adv + loss_cfg.get("fm_weight", 2.0) * fm
             logs.update(adv=float(adv.detach()), fm=float(fm.detach()))
         w_stft = loss_cfg.get("gan_mrstft_weight" if gan else "mrstft_weight", 0.0)
@@ -314,7 +300,7 @@ class VocoderTask(Task):
             ds = _ArrayCrops(tones, int(t["crop_samples"]), int(t.get("seed", 0)))
         else:
             if not t.get("data"):
-                raise CadenzaError("the vocoder config names no training data (train.data is null)", "pass train.data=path/to/manifest.jsonl, or data.source=synthetic for a smoke test")
+                raise CadenzaError(f"the {self.name} config names no training data (train.data is null)", "pass train.data=path/to/manifest.jsonl, or data.source=synthetic for a smoke test")
             ds = RandomCropDataset(read_manifest(t["data"], "train"), int(t["crop_samples"]), int(t.get("seed", 0)), sample_rate=sr)
         return DataSpec(ds, int(t["batch_size"]))
 
@@ -327,18 +313,26 @@ class VocoderTask(Task):
     def validate(self, module: Any, config: dict) -> dict[str, float]:
         """``mel_l1`` of the generator's resynthesis of fixed held-out crops (the manifest's valid split,
         or tones of another seed for synthetic data); the "best" checkpoint follows it."""
+        m, audio = _inner(module), self.heldout(module, config)
+        if audio is None:
+            return {}
+        m.generator.eval()
+        return {"mel_l1": mel_l1(m.generator, audio, m.mel)}
+
+    def heldout(self, module: Any, config: dict) -> Tensor | None:
+        """The fixed validation crops (``data.val_clips`` × ``data.val_seconds`` of the valid split, or tones of
+        another seed for synthetic data), made once and kept on the module; None when ``val_clips`` is 0."""
         m, data = _inner(module), config.get("data", {})
         n, seconds = int(data.get("val_clips", 12)), float(data.get("val_seconds", 3.0))
         if n <= 0:
-            return {}
+            return None
         if getattr(m, "_cadenza_val", None) is None:
             seed = int(config["train"].get("seed", 0))
             if data.get("source") == "synthetic":
                 m._cadenza_val = torch.from_numpy(np.stack(synthetic_tones(n, seconds, seed + 1_000_003, int(config.get("mel", {}).get("sample_rate", 22050)))))
             else:
                 m._cadenza_val = heldout_crops(config["train"]["data"], n, seconds, seed, split="valid")
-        m.generator.eval()
-        return {"mel_l1": mel_l1(m.generator, m._cadenza_val, m.mel)}
+        return m._cadenza_val
 
     def export(self, module: Any, config: dict, progress: Any) -> tuple[dict[str, torch.Tensor], dict]:
         gen = module.generator

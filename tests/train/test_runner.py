@@ -24,8 +24,8 @@ from cadenza.train.tasks import TASKS, get_task, load_task_config
 REPO = Path(__file__).resolve().parents[2]
 GEN = ["data.frames=32", "data.synthetic_clips=8", "log.every_steps=1", "checkpoint.keep_last=5"]
 SMALLEST = {
-    "generator": ("debug", []), "vocoder": ("tiny", ["data.source=synthetic"]), "beats": ("debug", ["data.source=synthetic"]),
-    "clap": ("debug", ["data.source=synthetic"]), "lm": ("debug", []), "magnet": ("debug", []),
+    "generator": ("debug", []), "codec": ("debug", ["data.val_clips=0"]), "vocoder": ("tiny", ["data.source=synthetic"]),
+    "beats": ("debug", ["data.source=synthetic"]), "clap": ("debug", ["data.source=synthetic"]), "lm": ("debug", []), "magnet": ("debug", []),
 }
 
 
