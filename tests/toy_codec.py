@@ -55,7 +55,7 @@ class ToyCodec:
         return torch.stack(codes, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        vec = sum(book[codes[:, k]] for k, book in enumerate(self.net.books))
+        vec = sum(self.net.books[k][codes[:, k]] for k in range(codes.shape[1]))  # any prefix of the levels, as RVQ
         return (vec @ torch.linalg.pinv(self.net.proj)).reshape(codes.shape[0], -1)
 
 

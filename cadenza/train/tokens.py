@@ -38,7 +38,7 @@ from cadenza.errors import CadenzaError
 from cadenza.generators.tokens.conditioning import resample_controls
 from cadenza.generators.tokens.data import TokenDataset, encode_corpus
 from cadenza.generators.tokens.family import build_token_net
-from cadenza.generators.tokens.generator import WEIGHTS_ROOT, check_codec, codec_info, find_codec, load_codec
+from cadenza.generators.tokens.generator import WEIGHTS_ROOT, check_codec, codec_info, codec_view, find_codec, load_codec
 from cadenza.generators.tokens.lm import lm_loss
 from cadenza.generators.tokens.magnet import magnet_loss
 from cadenza.registry import register_task
@@ -60,6 +60,7 @@ def resolve_codec(config: dict) -> Any:
         _CODECS[key] = load_codec(key, None)
     rep, folder, model_id = _CODECS[key]
     model = config.setdefault("model", {})
+    rep = codec_view(rep, model.get("codebooks"))
     for attr in ("codebooks", "cardinality"):
         if model.get(attr) is None:
             model[attr] = int(getattr(rep, attr))
@@ -107,7 +108,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 def default_tokens_dir(config: dict) -> Path:
     """``<corpus>/tokens/<codec id>``: one encoded copy per codec beside the corpus."""
     data = config.get("data", {})
-    codec_id = str((config.get("codec_info") or {}).get("model_id") or Path(str(config.get("codec"))).name)
+    info = config.get("codec_info") or {}
+    codec_id = str(info.get("model_id") or Path(str(config.get("codec"))).name)
+    if info.get("codec_codebooks") and int(info["codebooks"]) < int(info["codec_codebooks"]):
+        codec_id += f"-q{int(info['codebooks'])}"  # a prefix of the codec's levels: its own copy
     return Path(data.get("corpus", "data/corpus-small")) / "tokens" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", codec_id)
 
 

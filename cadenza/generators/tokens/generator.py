@@ -88,7 +88,44 @@ def codec_info(rep: Any, model_id: str) -> dict:
     return {
         "codebooks": int(rep.codebooks), "cardinality": int(rep.cardinality), "frame_rate": float(rep.frame_rate),
         "sample_rate": int(rep.sample_rate), "model_id": model_id,
+        "codec_codebooks": int(getattr(rep, "full_codebooks", rep.codebooks)),
     }
+
+
+class CodebookPrefix:
+    """A codec seen through its first ``codebooks`` RVQ levels.
+
+    Why: an RVQ codec trained with quantizer dropout decodes any prefix of its levels, so one
+    codec serves token models of several sizes; fewer levels mean fewer tokens per frame (each
+    LM step and MAGNeT level costs less), at the prefix's bitrate. Everything but ``encode``,
+    ``codebooks`` and ``bitrate`` is the codec's own.
+    """
+
+    def __init__(self, codec: Any, codebooks: int) -> None:
+        self.codec, self.codebooks = codec, int(codebooks)
+        self.full_codebooks = int(codec.codebooks)
+
+    def encode(self, wave: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.codec.encode(wave, *args, **kwargs)[:, : self.codebooks]
+
+    def bitrate(self, n_q: int | None = None) -> float:
+        return float(self.codec.bitrate(self.codebooks if n_q is None else min(int(n_q), self.codebooks)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["codec"], name)
+
+
+def codec_view(rep: Any, codebooks: Any, folder: Path | None = None) -> Any:
+    """``rep`` itself, or its first ``codebooks`` levels (``model.codebooks`` smaller than the codec's); more is one CadenzaError."""
+    if codebooks is None or int(codebooks) == int(rep.codebooks):
+        return rep
+    where = f"{folder}: " if folder is not None else ""
+    if isinstance(codebooks, bool) or not 1 <= int(codebooks) < int(rep.codebooks):
+        raise CadenzaError(
+            f"{where}model.codebooks is {codebooks!r} but the codec has {int(rep.codebooks)} codebooks",
+            f"set model.codebooks to 1..{int(rep.codebooks)} (a prefix of the codec's levels), or null for all",
+        )
+    return CodebookPrefix(rep, int(codebooks))
 
 
 def check_codec(config: dict, rep: Any, model_id: str, folder: Path | None) -> None:
@@ -120,6 +157,7 @@ class TokenGenerator:
         self.net, self.config, self.folder = net, config, folder
         if representation is None:
             representation, _, model_id = load_codec(config.get("codec"), folder)
+            representation = codec_view(representation, config.get("model", {}).get("codebooks"), folder)
             check_codec(config, representation, model_id, folder)
         self.representation = representation
 

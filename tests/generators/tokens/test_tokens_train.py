@@ -80,5 +80,19 @@ def test_missing_or_mismatched_codecs_are_one_clear_error(trained, tmp_path: Pat
 
 
 def test_a_config_whose_codec_does_not_fit_the_model_fails_before_training(toy_codec_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(CadenzaError, match="built for 4 of 16"):
+    with pytest.raises(CadenzaError, match="model.codebooks is 4 but the codec has 2 codebooks"):
         run_training("lm", "debug", [f"codec={toy_codec_dir}", "model.codebooks=4", "log.progress=false"], tmp_path / "run")
+
+
+def test_a_model_may_use_a_prefix_of_the_codecs_levels(toy_codec_family, tmp_path: Path) -> None:
+    codec = save_toy_codec(tmp_path / "codec3", codebooks=3)
+    folder = run_training("lm", "debug", [f"codec={codec}", "model.codebooks=2", "log.progress=false"], tmp_path / "run")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"]["codebooks"] == 2 and config["codec_info"]["codec_codebooks"] == 3
+    gen = load_model(folder).model
+    full = load_model(codec).model
+    wave = torch.randn(1, 22050) * 0.1
+    assert gen.representation.codebooks == 2 and torch.equal(gen.representation.encode(wave), full.encode(wave)[:, :2])
+    n = gen.frames_for(0.5)
+    codes = gen.sample(GenerationRequest("x", seeds=(0,)), {"text": HashTextEncoder(32).encode(["x"]), "n_frames": n})
+    assert codes.shape == (1, 2, n) and gen.representation.decode(codes).shape == (1, n * 512)
