@@ -316,6 +316,15 @@ def aggregate(results: list[dict], cache: Path, embedder: str = "default") -> di
     return {"tables": tables, "fad_embedder": embedder_name, "n_reference_clips": len(references)}
 
 
+def _decoding(gen: Any) -> dict:
+    """A token family's decoding settings (temperature, top-k/p, MAGNeT's iterations): what replaces steps and sampler there."""
+    sampling = getattr(getattr(gen, "generator", None), "sampling", None)
+    if not isinstance(sampling, dict) or not hasattr(getattr(gen, "generator", None), "frames_for"):
+        return {}
+    keys = ("temperature", "top_k", "top_p", "iterations", "cfg_min", "remask_noise")
+    return {"decoding": {k: sampling[k] for k in keys if k in sampling}}
+
+
 def run_eval(
     cases_dir: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -373,7 +382,7 @@ def run_eval(
     steps_used, cfg_used, sampler, control_cfg_used = used.steps, used.cfg, used.sampler, used.control_cfg
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),
                 **({"control_cfg": control_cfg_used} if control_cfg_used else {}),
-                "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name if getattr(gen, "vocoder", None) is not None else str(getattr(gen.representation, "model_id", type(gen.representation).__name__))}
+                **_decoding(gen), "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name if getattr(gen, "vocoder", None) is not None else str(getattr(gen.representation, "model_id", type(gen.representation).__name__))}
     key = settings_key(settings)
     cache = Path(cache) if cache is not None else out / "cache"
     figures = out / "figures"

@@ -65,13 +65,20 @@ def table_markdown(table: str, title: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _sampler_text(cfg: dict[str, Any]) -> str:
+    """``sampler X, N steps`` for diffusion; a token family's decoding settings instead (steps do not apply there)."""
+    if cfg.get("decoding"):
+        return "decoding " + ", ".join(f"{k.replace('_', '-')} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in cfg["decoding"].items())
+    return f"sampler {cfg['sampler']}, {cfg['steps']} steps"
+
+
 def report_markdown(data: dict[str, Any], figures_dir: Path | None = None, out: Path | None = None) -> str:
     """The whole ``report.md``: settings, the three tables, how to read them, the figures."""
     cfg = data["config"]
     lines = [
         "# Cadenza evaluation report",
         "",
-        f"- model: `{data['model_id']}`, vocoder `{cfg['vocoder']}`; sampler {cfg['sampler']}, {cfg['steps']} steps, cfg {cfg['cfg']:g}, control cfg {_scale(cfg.get('control_cfg', 0))}; seed {data['seed']}",
+        f"- model: `{data['model_id']}`, vocoder `{cfg['vocoder']}`; {_sampler_text(cfg)}, cfg {cfg['cfg']:g}, control cfg {_scale(cfg.get('control_cfg', 0))}; seed {data['seed']}",
         f"- cases: {cfg['n_cases']} from {', '.join(f'`{c}`' for c in cfg['cases'])}, durations {', '.join(f'{d:g}' for d in cfg['duration_s'])} s; rhythm tracker `{cfg['rhythm_tracker']}`",
         f"- CLAP text score: `{data.get('clap_model') or 'n/a (no CLAP weights)'}`; FAD embedder: `{data.get('fad_embedder') or 'n/a'}` "
         f"against {data.get('n_reference_clips', 0)} reference clips",

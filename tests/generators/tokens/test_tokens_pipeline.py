@@ -8,6 +8,7 @@ assumed mel frames (lengths, known-frame masks, windows) or reached for a vocode
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,17 @@ def test_the_cli_generates_with_a_token_model_and_refuses_a_vocoder(token_model,
     assert main(["generate", "x", "--model", str(folder), "--vocoder", "griffin-lim", "--duration", "1", "--out", str(tmp_path / "y.wav")]) != 0
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+def test_eval_runs_a_token_model_and_reports_its_decoding(token_model, tmp_path: Path) -> None:
+    from cadenza.eval.cases import make_created_cases
+    from cadenza.eval.run import run_eval
+
+    method, folder = token_model
+    make_created_cases(tmp_path / "created", n=1, seed=0, duration=1.0)
+    run_eval([tmp_path / "created"], tmp_path / "report", model=folder, subsets="three", embedder="none", max_figures=0, rhythm_tracker="dsp")
+    data = json.loads((tmp_path / "report" / "results.json").read_text())
+    decoding = data["config"]["decoding"]
+    assert decoding["temperature"] > 0 and (("iterations" in decoding) == (method == "magnet"))
+    header = (tmp_path / "report" / "report.md").read_text().splitlines()[2]
+    assert "decoding temperature" in header and "steps" not in header
