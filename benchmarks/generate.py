@@ -53,8 +53,13 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int, con
     cold, _, _ = once(seed + 1)
     wall, wave, sr = once(seed)
     info = gen.last_info
+    decoding = getattr(getattr(gen, "generator", None), "sampling", None)
+    token_family = hasattr(getattr(gen, "generator", None), "frames_for")
+    system = "cadenza" if control_cfg is None else f"cadenza-control_cfg-{control_cfg}"
+    if token_family:  # a token family (AR LM or MAGNeT over codec tokens): steps and sampler do not apply
+        system = f"cadenza-{gen.config.get('type', 'tokens')} ({gen.config.get('name', '')})"
     return {
-        "system": "cadenza" if control_cfg is None else f"cadenza-control_cfg-{control_cfg}", "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
+        "system": system, **({"decoding": {k: decoding[k] for k in ("temperature", "top_k", "top_p", "iterations") if k in decoding}} if token_family else {}), "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
         "rtf": round(wall / duration, 3), "steps": info["steps"], "sampler": info["sampler"], "cfg": info["cfg"],
         "control_cfg": info.get("control_cfg"), "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
         "params_M": round(sum(p.numel() for p in gen.net.parameters()) / 1e6, 2), "samples": int(len(wave)), "sample_rate": sr,
@@ -115,12 +120,15 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(row), flush=True)
 
 
-def spawn(kind: str, duration: float, args: argparse.Namespace, control_cfg: str | None = None) -> dict:
+def spawn(kind: str, duration: float, args: argparse.Namespace, control_cfg: str | None = None, model: str | None = None) -> dict:
+    if model is not None:
+        args = argparse.Namespace(**{**vars(args), "model_override": model})
     cmd = [sys.executable, __file__, "--worker", kind, "--duration", str(duration), "--threads", str(args.threads), "--seed", str(args.seed)]
     if control_cfg is not None:
         cmd += ["--control-cfg", control_cfg]
-    if args.model:
-        cmd += ["--model", args.model]
+    model = getattr(args, "model_override", None) or args.model
+    if model:
+        cmd += ["--model", model]
     print("running", " ".join(cmd[2:]), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     for line in proc.stdout.splitlines():
@@ -137,6 +145,7 @@ def main() -> None:
     ap.add_argument("--durations", type=float, nargs="+", default=[6.0, 60.0])
     ap.add_argument("--musicgen-durations", type=float, nargs="*", default=[6.0])
     ap.add_argument("--model", default=None, help="generator folder (default: shipped)")
+    ap.add_argument("--token-models", nargs="*", default=[], help="token model folders (AR LM, MAGNeT) timed beside it at --durations")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--worker", choices=["cadenza", "musicgen"], help=argparse.SUPPRESS)
@@ -150,6 +159,7 @@ def main() -> None:
     load_start = [round(x, 2) for x in os.getloadavg()]
     rows = [spawn("cadenza", d, args) for d in args.durations]
     rows.append(spawn("cadenza", 6.0, args, control_cfg="0"))  # text guidance only: what control guidance costs
+    rows += [spawn("cadenza", d, args, model=folder) for folder in args.token_models for d in args.durations]
     rows += [spawn("musicgen", d, args) for d in args.musicgen_durations]
     by = {(r["system"].split()[0], r["duration_s"]): r for r in rows}
     plain = next((r for r in rows if r["system"] == "cadenza-control_cfg-0"), None)
@@ -170,6 +180,9 @@ def main() -> None:
         goals["ge_20x_faster_than_musicgen_small"] = ratios["6s"]["musicgen_over_cadenza_wall"] >= 20
     if c6 and plain:
         ratios["control_guidance_cost_6s"] = round(c6["wall_s"] / plain["wall_s"], 2)
+    for r in rows:  # each token model against the diffusion model at the same duration
+        if r.get("decoding") is not None and ("cadenza", r["duration_s"]) in by:
+            ratios[f"{r['system']} over cadenza wall, {r['duration_s']:g}s"] = round(r["wall_s"] / by[("cadenza", r["duration_s"])]["wall_s"], 2)
     if c6 and c60:
         ratios["cadenza_60s_over_6s_wall"] = round(c60["wall_s"] / c6["wall_s"], 2)
         goals["60s_cost_le_10.5x_6s"] = ratios["cadenza_60s_over_6s_wall"] <= 10.5
@@ -196,7 +209,9 @@ def main() -> None:
     for r in rows:
         settings = (
             f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, control cfg {r.get('control_cfg')}, {r.get('vocoder', 'EnCodec')}; first call {r.get('cold_wall_s')} s"
-            if r["system"].startswith("cadenza") else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
+            if r["system"].startswith("cadenza") and r.get("decoding") is None
+            else f"decoding {r['decoding']}, cfg {r['cfg']}, control cfg {r.get('control_cfg')}, codec {r.get('vocoder')}; first call {r.get('cold_wall_s')} s"
+            if r.get("decoding") is not None else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
         )
         lines.append(f"| {r['system']} | {r['duration_s']:g} | {r['wall_s']} | {r['rtf']} | {r['peak_rss_mb']} | {r['params_M']} | {settings} |")
     lines += ["", "Ratios: " + json.dumps(ratios), "", "Goals met: " + json.dumps(goals), "", result["notes"]]
