@@ -41,12 +41,17 @@ def build_generator(config: dict) -> MusicControlNet:
 
 
 def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """None / 'default' → the shipped folder (with a clear error while none is shipped); else a path."""
+    """None / 'default' → the shipped generator (a clear error while none is shipped); a shipped folder's name
+    (``lm``, ``magnet``) → that folder under ``cadenza/weights`` unless such a path exists here; else a path."""
     if model is None or str(model) in ("default", "shipped"):
         if not (WEIGHTS_DIR / WEIGHTS_NAME).exists():
             raise CadenzaError("no shipped generator model in cadenza/weights/generator/", NO_SHIPPED_HINT)
         return WEIGHTS_DIR
-    return Path(model)
+    path = Path(model)
+    shipped = WEIGHTS_DIR.parent / str(model)
+    if not path.exists() and path.name == str(model) and (shipped / "config.json").is_file():
+        return shipped  # a shipped model's id ('lm', 'magnet'): no path to remember
+    return path
 
 
 def load_generator(model: str | os.PathLike | None = None) -> tuple[MusicControlNet, dict, Path]:
