@@ -21,6 +21,7 @@ the codec's resolved location in the exported model's config. Data (``data.sourc
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,31 @@ class TokenModule(L.LightningModule):
         self.text_encoder = build_text_encoder(config.get("text_encoder", "minilm"), int(config["model"].get("text_dim", 384)))
         self.generator = torch.Generator().manual_seed(int(self.tcfg.get("seed", 0)))
         self.step_count = 0
+        if self.tcfg.get("init_from"):
+            self.init_from(self.tcfg["init_from"])
+
+    def init_from(self, folder: str | os.PathLike) -> None:
+        """Start from another token model's weights (``train.init_from``), e.g. MAGNeT from the AR LM.
+
+        Why: both families save the same ``TokenNet`` (the LM runs it causally, MAGNeT
+        bidirectionally), so a trained LM is a warm start for MAGNeT, whose loss sees only the
+        masked tokens of one level per clip and learns slowly from scratch. Shapes must match
+        exactly; a resumed run's checkpoint still overrides these weights.
+        """
+        from cadenza.registry import read_model_folder
+
+        try:
+            state, saved, _ = read_model_folder(folder, kind="generator")
+        except CadenzaError as err:
+            raise CadenzaError(f"train.init_from: {err.message}", "pass a token model folder (an lm or magnet run's model/)") from None
+        mine = self.net.state_dict()
+        wrong = sorted(k for k in mine if k not in state or tuple(state[k].shape) != tuple(mine[k].shape))
+        if wrong or set(state) - set(mine):
+            raise CadenzaError(
+                f"train.init_from: {folder} is another network shape (differs in {', '.join(wrong[:4]) or 'extra tensors'})",
+                "fine-tune from a token model of the same model config (dim, layers, heads, codebooks, cardinality)",
+            )
+        self.net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
     def prepare_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor]]:
         """Codes, text with condition dropout, controls with random masks (all on the codec grid)."""

@@ -96,3 +96,22 @@ def test_a_model_may_use_a_prefix_of_the_codecs_levels(toy_codec_family, tmp_pat
     n = gen.frames_for(0.5)
     codes = gen.sample(GenerationRequest("x", seeds=(0,)), {"text": HashTextEncoder(32).encode(["x"]), "n_frames": n})
     assert codes.shape == (1, 2, n) and gen.representation.decode(codes).shape == (1, n * 512)
+
+
+def test_magnet_starts_from_an_lm_and_refuses_another_shape(trained, toy_codec_dir: Path, tmp_path: Path) -> None:
+    from cadenza.config import load_config
+    from cadenza.train.tokens import TokenModule, resolve_codec
+
+    method, _, folder = trained
+    if method != "lm":
+        pytest.skip("the warm start goes from the LM")
+    config = load_config("magnet", "debug")
+    config["codec"] = str(toy_codec_dir)
+    resolve_codec(config)
+    config["train"]["init_from"] = str(folder)
+    module = TokenModule(config, "magnet")
+    lm = load_model(folder).net
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in module.net.state_dict().items())
+    config["model"]["dim"] = int(config["model"]["dim"]) * 2
+    with pytest.raises(CadenzaError, match="another network shape"):
+        TokenModule(config, "magnet")
