@@ -317,6 +317,15 @@ class Cadenza:
         return self.config.get("sampling", {})
 
     @property
+    def decoding(self) -> dict | None:
+        """A token family's decoding settings (temperature, top-k/p, MAGNeT's iterations), where steps and sampler do not apply; None for diffusion."""
+        gen = getattr(self, "generator", None)
+        sampling = getattr(gen, "sampling", None)
+        if not isinstance(sampling, dict) or not hasattr(gen, "frames_for"):
+            return None
+        return {k: sampling[k] for k in ("temperature", "top_k", "top_p", "iterations") if k in sampling}
+
+    @property
     def frame_rate(self) -> float:
         """Frames per second of the representation the generator samples (the mel's 86.13, or a codec's)."""
         return float(getattr(self.representation, "frame_rate", FRAME_RATE))
@@ -591,6 +600,7 @@ class Cadenza:
             "sampler": req.sampler, "controls": controls_summary(cs, sources),
             "seed": seeds if len(seeds) > 1 else seeds[0], "model_id": self.model_id, "model_dir": str(self.folder),
             "vocoder": _rep_name(self.representation), "sample_rate": self.sample_rate, "timings": timings, "threads": torch.get_num_threads(),
+            **({"decoding": self.decoding} if self.decoding else {}),
         }
         if self.vocoder is not None and self.vocoder.note:
             info["vocoder_note"] = self.vocoder.note

@@ -106,7 +106,7 @@ def generate_command(
     given = [n for n, c in info["controls"].items() if c["given"]] or ["none"]
     console.print(
         f"wrote {out} ({len(wave) / sr:.2f} s) — controls: {', '.join(given)}; seed {seed}; "
-        f"{info['steps']} steps; cfg {info['cfg']:g}; control cfg {_scale_text(info['control_cfg'])}; {info['timings']['wall_s']:.1f} s",
+        f"{_decoding_text(info)}; cfg {info['cfg']:g}; control cfg {_scale_text(info['control_cfg'])}; {info['timings']['wall_s']:.1f} s",
         highlight=False,
     )
 
@@ -139,3 +139,11 @@ def parse_control_options(options: List[str], named: dict[str, Optional[str]]) -
             raise CadenzaError(f"--control: '{name}' is given twice", f"give each control once (--{name} or --control {name}=...)")
         out[name] = source
     return out
+
+
+def _decoding_text(info: dict) -> str:
+    """``N steps`` for diffusion; a token family's decoding (``temperature 1, top-k 250``) instead."""
+    if info.get("decoding"):
+        return ", ".join(f"{k.replace('_', '-')} {v}" for k, v in info["decoding"].items())
+    return f"{info['steps']} steps"
+

@@ -9,6 +9,7 @@ names and checks it fits (``generator.load_codec`` / ``check_codec``).
 from __future__ import annotations
 
 from cadenza.errors import CadenzaError
+from cadenza.generators.tokens.generator import WEIGHTS_ROOT
 from cadenza.generators.tokens.lm import TokenLMGenerator
 from cadenza.generators.tokens.magnet import MagnetGenerator
 from cadenza.generators.tokens.net import TokenModelConfig, TokenNet
@@ -23,7 +24,7 @@ def build_token_net(config: dict) -> TokenNet:
 
 
 @register_family(
-    kind="generator", type="token-lm", title="token LM", task="lm", task_module="cadenza.train.tokens",
+    kind="generator", type="token-lm", title="token LM", task="lm", task_module="cadenza.train.tokens", shipped=WEIGHTS_ROOT / "lm",
     wrap=lambda net, config, folder: TokenLMGenerator(net, config, folder),
     about="MusicGen-style autoregressive transformer over RVQ codec tokens (delay pattern, KV cache, text + controls)",
 )
@@ -33,7 +34,7 @@ def build_token_lm(config: dict) -> TokenNet:
 
 
 @register_family(
-    kind="generator", type="magnet", title="MAGNeT", task="magnet", task_module="cadenza.train.tokens",
+    kind="generator", type="magnet", title="MAGNeT", task="magnet", task_module="cadenza.train.tokens", shipped=WEIGHTS_ROOT / "magnet",
     wrap=lambda net, config, folder: MagnetGenerator(net, config, folder),
     about="MAGNeT masked non-autoregressive decoding over RVQ codec tokens (span masking, level by level, text + controls)",
 )

@@ -109,6 +109,8 @@ def test_the_cli_generates_with_a_token_model_and_refuses_a_vocoder(token_model,
     assert main(["generate", "soft flute", "--model", str(folder), "--duration", "1", "--dynamics", "crescendo:-35:20", "--out", str(out)]) == 0
     wave, sr = sf.read(out)
     assert sr == SAMPLE_RATE and len(wave) == SAMPLE_RATE
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["decoding"]["temperature"] > 0 and "temperature" in capsys.readouterr().err  # decoding, not diffusion steps
     assert main(["generate", "x", "--model", str(folder), "--vocoder", "griffin-lim", "--duration", "1", "--out", str(tmp_path / "y.wav")]) != 0
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
