@@ -131,7 +131,8 @@ def vocoder_round_trip(gen: Any, audio: np.ndarray) -> np.ndarray:
     """
     with torch.inference_mode():
         if getattr(gen, "vocoder", None) is None:
-            wave = gen.representation.decode(gen.representation.encode(np.ascontiguousarray(audio, dtype=np.float32))[None])
+            codes = gen.representation.encode(np.ascontiguousarray(audio, dtype=np.float32))
+            wave = gen.representation.decode(codes if codes.dim() == 3 else codes[None])  # (K, T) or (1, K, T): codecs differ
             wave = wave.detach().cpu().float().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
             return _fit(wave.reshape(-1), audio.size)
         logmel = MelSpectrogram()(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))

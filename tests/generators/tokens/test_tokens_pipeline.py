@@ -128,3 +128,12 @@ def test_eval_runs_a_token_model_and_reports_its_decoding(token_model, tmp_path:
     assert decoding["temperature"] > 0 and (("iterations" in decoding) == (method == "magnet"))
     header = (tmp_path / "report" / "report.md").read_text().splitlines()[2]
     assert "decoding temperature" in header and "steps" not in header
+
+
+def test_evals_reference_row_round_trips_through_the_shipped_codec() -> None:
+    from cadenza.eval.run import vocoder_round_trip
+
+    gen = Cadenza.load("lm")  # the shipped LM and its real codec (encode answers (1, K, T) for one clip)
+    audio = (0.1 * np.sin(np.linspace(0, 2000, SAMPLE_RATE))).astype(np.float32)
+    out = vocoder_round_trip(gen, audio)
+    assert out.shape == audio.shape and np.isfinite(out).all() and np.abs(out).max() > 0
