@@ -152,38 +152,47 @@ def test_a_folder_of_another_kind_is_refused_by_each_loader(toy_folder: Path) ->
 
 
 # ------------------------------------------------------------------------------------- shipped models
-SHIPPED = {m.family.kind: m for m in shipped_models()}
+SHIPPED = {m.family.key: m for m in shipped_models()}
+EXPECTED_TYPE = {
+    "generator/music-controlnet": "ControlNetGenerator", "generator/token-lm": "TokenLMGenerator",
+    "generator/magnet": "MagnetGenerator", "vocoder/vocos-mel": "Vocoder", "codec/rvq-codec": "Codec",
+    "beats/beat-tcn": "NeuralBeatTracker", "clap/clap-cnn": "Clap",
+}
 
 
-@pytest.mark.parametrize("kind", ["generator", "vocoder", "beats", "clap"])
-def test_every_shipped_folder_loads_through_the_one_loader(kind: str) -> None:
-    if kind not in SHIPPED:
-        pytest.skip(f"no shipped {kind} in this copy")
-    model = SHIPPED[kind]
+@pytest.mark.parametrize("key", sorted(EXPECTED_TYPE))
+def test_every_shipped_folder_loads_through_the_one_loader(key: str) -> None:
+    if key not in SHIPPED:
+        pytest.skip(f"no shipped {key} in this copy")
+    model = SHIPPED[key]
     config = model.config
     assert (config["kind"], config["type"]) == (model.family.kind, model.family.type)
     loaded = load_model(model.folder)
     assert loaded.family is model.family and loaded.model_id == model.model_id
     assert loaded.model_id.endswith("@" + weights_digest(model.folder))
-    expected_type = {"generator": "ControlNetGenerator", "vocoder": "Vocoder", "beats": "NeuralBeatTracker", "clap": "Clap"}[kind]
-    assert type(loaded.model).__name__ == expected_type
+    assert type(loaded.model).__name__ == EXPECTED_TYPE[key]
+
+
+def test_every_shipped_family_is_checked_here() -> None:
+    """A newly shipped family must join EXPECTED_TYPE (and so the load test above)."""
+    assert set(SHIPPED) <= set(EXPECTED_TYPE)
 
 
 def test_the_shipped_generator_id_is_the_pipelines() -> None:
-    if "generator" not in SHIPPED:
+    if "generator/music-controlnet" not in SHIPPED:
         pytest.skip("no shipped generator")
     from cadenza.generators.model import WEIGHTS_DIR, weights_digest as gen_digest
 
     config = json.loads((WEIGHTS_DIR / CONFIG_NAME).read_text())
-    assert SHIPPED["generator"].model_id == f"{config['model_id']}@{gen_digest(WEIGHTS_DIR)}"
+    assert SHIPPED["generator/music-controlnet"].model_id == f"{config['model_id']}@{gen_digest(WEIGHTS_DIR)}"
 
 
 def test_a_shipped_folder_without_kind_still_loads_and_a_damaged_copy_is_one_error(tmp_path, capsys) -> None:
     """Users' old folders carry no kind/type (the beat tracker's said kind 'cadenza-beat-tcn')."""
-    if "beats" not in SHIPPED:
+    if "beats/beat-tcn" not in SHIPPED:
         pytest.skip("no shipped beat tracker")
     old = tmp_path / "old"
-    shutil.copytree(SHIPPED["beats"].folder, old)
+    shutil.copytree(SHIPPED["beats/beat-tcn"].folder, old)
     config = json.loads((old / CONFIG_NAME).read_text())
     (old / CONFIG_NAME).write_text(json.dumps({k: v for k, v in config.items() if k not in ("kind", "type")}))
     assert load_model(old).family.key == "beats/beat-tcn"
@@ -197,10 +206,11 @@ def test_a_shipped_folder_without_kind_still_loads_and_a_damaged_copy_is_one_err
 
 def test_shipped_weights_are_the_committed_bytes() -> None:
     """Only config.json gained keys: the digests are the ones recorded before the registry."""
-    expected = {"generator": "09b31516f742", "vocoder": "9ff582d79859", "beats": "eb52c365cbcb", "clap": "d6217a57b22c"}
-    for kind, digest in expected.items():
-        if kind in SHIPPED:
-            assert weights_digest(SHIPPED[kind].folder) == digest, kind
+    expected = {"generator/music-controlnet": "09b31516f742", "vocoder/vocos-mel": "9ff582d79859",
+                "beats/beat-tcn": "eb52c365cbcb", "clap/clap-cnn": "d6217a57b22c"}
+    for key, digest in expected.items():
+        if key in SHIPPED:
+            assert weights_digest(SHIPPED[key].folder) == digest, key
 
 
 # ------------------------------------------------------------------------------------- tasks

@@ -61,7 +61,9 @@ def test_every_task_builds_its_configs_and_trains_a_step(model, tmp_path):
     from toy_codec import save_toy_codec, toy_codec_registered  # tests/toy_codec.py: the token models need a codec
 
     with toy_codec_registered():
-        _builds_and_trains_a_step(model, tmp_path, [f"codec={save_toy_codec(tmp_path / 'codec')}"] if model in ("lm", "magnet") else [])
+        # four levels: the small configs model a 4-codebook prefix of the codec (debug: all of them)
+        codec = [f"codec={save_toy_codec(tmp_path / 'codec', codebooks=4)}"] if model in ("lm", "magnet") else []
+        _builds_and_trains_a_step(model, tmp_path, codec)
 
 
 def _builds_and_trains_a_step(model: str, root: Path, codec: list[str]) -> None:
