@@ -60,7 +60,7 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int, con
         system = f"cadenza-{gen.config.get('type', 'tokens')} ({gen.config.get('name', '')})"
     return {
         "system": system, **({"decoding": {k: decoding[k] for k in ("temperature", "top_k", "top_p", "iterations") if k in decoding}} if token_family else {}), "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
-        "rtf": round(wall / duration, 3), "steps": info["steps"], "sampler": info["sampler"], "cfg": info["cfg"],
+        "rtf": round(wall / duration, 3), "steps": None if token_family else info["steps"], "sampler": None if token_family else info["sampler"], "cfg": info["cfg"],
         "control_cfg": info.get("control_cfg"), "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
         "params_M": round(sum(p.numel() for p in gen.net.parameters()) / 1e6, 2), "samples": int(len(wave)), "sample_rate": sr,
     }
