@@ -36,6 +36,7 @@ import torch
 from cadenza.audio import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE, check_waveform, frames_for_duration, resample
 from cadenza.conditioning.cfg import parse_control_scale
 from cadenza.conditioning.controls import check_trained_on, controls_to_tensors
+from cadenza.conditioning.dynamics_guidance import check_strength
 from cadenza.conditioning.text import TextEncoder, build_text_encoder
 from cadenza.controls.base import ControlSet
 from cadenza.controls.registry import CONTROLS, ControlSpec, _resolve, control_names
@@ -354,6 +355,7 @@ class Cadenza:
         audio: np.ndarray | torch.Tensor | None = None,
         sample_rate: int = SAMPLE_RATE,
         span: tuple[float, float] | None = None,
+        dynamics_guidance: float | None = None,
         **named: ControlInput,
     ) -> GenerationRequest:
         """Loose arguments (numbers as strings, one seed or a list) → one checked ``GenerationRequest``.
@@ -366,6 +368,8 @@ class Cadenza:
         """
         check_control_names(named)
         self._settings(steps, cfg, sampler, control_cfg)
+        if dynamics_guidance is not None:
+            self._dynamics_guidance(dynamics_guidance)
         if duration is not None:
             duration = check_duration(duration)
         seeds = tuple(check_seeds(seed))
@@ -383,6 +387,7 @@ class Cadenza:
             prompt, duration=duration, seeds=seeds, controls={name: named.get(name) for name in control_names()},
             control_set=controls, bpm=bpm, meter=meter, known_audio=known_audio, known_sample_rate=SAMPLE_RATE if known_audio is not None else None,
             known_mask=known_mask, steps=steps, cfg=cfg, control_cfg=control_cfg, sampler=sampler,
+            dynamics_guidance=dynamics_guidance,
         )
 
     def _settings(self, steps: Any, cfg: Any, sampler: Any, control_cfg: Any) -> tuple[int, float, str, float | dict[str, float]]:
@@ -405,7 +410,28 @@ class Cadenza:
         if not isinstance(request, GenerationRequest):
             raise CadenzaError(f"expected a GenerationRequest, got {type(request).__name__}", "build one with Cadenza.request(...) or cadenza.protocols.GenerationRequest")
         steps, cfg, sampler, scale = self._settings(request.steps, request.cfg, request.sampler, request.control_cfg)
-        return replace(request, steps=steps, cfg=cfg, sampler=sampler, control_cfg=scale)
+        return replace(request, steps=steps, cfg=cfg, sampler=sampler, control_cfg=scale,
+                       dynamics_guidance=self._dynamics_guidance(request.dynamics_guidance))
+
+    @property
+    def supports_dynamics_guidance(self) -> bool:
+        """Whether the generator corrects loudness while sampling (diffusion over mels does; token models do not)."""
+        return bool(getattr(self.generator, "supports_dynamics_guidance", False))
+
+    def _dynamics_guidance(self, value: Any) -> float:
+        """The checked strength: the argument, else the config's ``sampling.dynamics_guidance``, else 0 (off).
+
+        A non-zero strength asked of a generator that cannot apply it is an error, not a silent no-op.
+        """
+        if value is None:
+            return check_strength(self.sampling.get("dynamics_guidance", 0.0)) if self.supports_dynamics_guidance else 0.0
+        strength = check_strength(value)
+        if strength and not self.supports_dynamics_guidance:
+            raise CadenzaError(
+                f"this model ({self.model_id}) cannot apply dynamics guidance",
+                "it is a sampling-time loudness correction of the diffusion generator; leave it unset or 0 here",
+            )
+        return strength
 
     # ------------------------------------------------------------------ the one known-mask path
     def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
@@ -451,7 +477,7 @@ class Cadenza:
         if not reqs:
             raise CadenzaError("no requests to run", "pass at least one GenerationRequest")
         first = reqs[0]
-        shared = ("prompt", "duration", "steps", "cfg", "sampler", "control_cfg")
+        shared = ("prompt", "duration", "steps", "cfg", "sampler", "control_cfg", "dynamics_guidance")
         for r in reqs:
             if any(getattr(r, k) != getattr(first, k) for k in shared) or r.known_audio is not None or len(r.seeds) != 1:
                 raise CadenzaError(
@@ -597,6 +623,7 @@ class Cadenza:
         seeds = list(req.seeds)
         info = {
             "task": task, "prompt": req.prompt, **extra, "steps": req.steps, "cfg": req.cfg, "control_cfg": req.control_cfg,
+            "dynamics_guidance": req.dynamics_guidance,
             "sampler": req.sampler, "controls": controls_summary(cs, sources),
             "seed": seeds if len(seeds) > 1 else seeds[0], "model_id": self.model_id, "model_dir": str(self.folder),
             "vocoder": _rep_name(self.representation), "sample_rate": self.sample_rate, "timings": timings, "threads": torch.get_num_threads(),
@@ -629,6 +656,7 @@ class Cadenza:
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
+        dynamics_guidance: float | None = None,
         **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Audio for ``prompt`` under the given controls: ``(waveform, sample_rate)``.
@@ -640,10 +668,12 @@ class Cadenza:
         ``cfg`` guides on the text; ``control_cfg`` on the controls, inside their masks: one
         scale for all given controls, or per control (``{"melody": 3, "rhythm": 2}`` or
         ``"melody=3,rhythm=2"``); None takes the config's ``sampling.control_cfg``, 0 is off.
+        ``dynamics_guidance`` (0–1) corrects each sampling step's loudness toward the given
+        dynamics curve (diffusion models only); None takes the config's default.
         """
         request = self.request(
             prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, duration=duration, seed=seed, steps=steps, cfg=cfg,
-            controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg,
+            controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, dynamics_guidance=dynamics_guidance,
         )
         return self._legacy(self.run(request, progress))
 
@@ -666,6 +696,7 @@ class Cadenza:
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
+        dynamics_guidance: float | None = None,
         **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Extend ``audio``: the output starts with it and runs to ``duration`` seconds in total
@@ -673,6 +704,7 @@ class Cadenza:
         request = self.request(
             prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, duration=duration, seed=check_seed(seed), steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
+            dynamics_guidance=dynamics_guidance,
         )
         return self._legacy(self.run(request, progress))
 
@@ -696,12 +728,14 @@ class Cadenza:
         sampler: str | None = None,
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
+        dynamics_guidance: float | None = None,
         **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Regenerate seconds [start, end) of ``audio`` and keep the rest; same length as the input."""
         request = self.request(
             prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, seed=check_seed(seed), steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
+            dynamics_guidance=dynamics_guidance,
             span=(start, end),
         )
         result = self.run(request, progress)

@@ -146,3 +146,12 @@ def test_the_toy_family_runs_through_eval(toy_dir: Path, tmp_path: Path) -> None
     assert data["model_id"].startswith("cadenza-generator-toy@") and data["config"]["sampler"] == "default" and data["config"]["steps"] == 3
     rows = {r["row"] for t in data["tables"].values() for r in t}
     assert "none" in rows and (out / "report.md").is_file()
+
+
+def test_dynamics_guidance_is_refused_where_the_generator_cannot_apply_it(toy: Cadenza) -> None:
+    """A family without the loudness correction gets 0 by default and a clear error when asked for it."""
+    assert not toy.supports_dynamics_guidance
+    assert toy.resolve(toy.request("a tune")).dynamics_guidance == 0.0
+    assert toy.resolve(toy.request("a tune", dynamics_guidance=0)).dynamics_guidance == 0.0
+    with pytest.raises(CadenzaError, match="cannot apply dynamics guidance"):
+        toy.request("a tune", dynamics_guidance=0.5)

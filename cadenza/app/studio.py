@@ -94,6 +94,7 @@ class Studio:
             "steps": int(sampling.get("steps", 25)),
             "cfg": float(sampling.get("cfg", 3.0)),
             "control_cfg": sampling.get("control_cfg", 0.0),
+            "dynamics_guidance": float(sampling.get("dynamics_guidance", 0.0)) if first.supports_dynamics_guidance else 0.0,
         }
         self.queue = JobQueue(config.max_concurrent, config.queue)
         self._mel = MelSpectrogram()
@@ -198,6 +199,7 @@ class Studio:
         req.steps = self.defaults["steps"] if req.steps is None else req.steps
         req.cfg = self.defaults["cfg"] if req.cfg is None else req.cfg
         req.control_cfg = self.defaults["control_cfg"] if req.control_cfg is None else req.control_cfg
+        req.dynamics_guidance = self.defaults["dynamics_guidance"] if req.dynamics_guidance is None else req.dynamics_guidance
         return req
 
     def submit(self, fields: Mapping[str, str], files: Mapping[str, tuple[str | None, BinaryIO]] | None = None) -> Job:
@@ -267,7 +269,8 @@ class Studio:
         t1 = time.perf_counter()
         gen = self._pool.get()
         try:  # the result comes back with the call: nothing is read off the shared model afterwards
-            result = gen.run(gen.request(req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg, control_cfg=req.control_cfg))
+            result = gen.run(gen.request(req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg, control_cfg=req.control_cfg,
+                                         dynamics_guidance=req.dynamics_guidance))
             model_id = gen.model_id
         finally:
             self._pool.put(gen)
@@ -293,7 +296,7 @@ class Studio:
         record = {
             "timings": timings, "adherence": scores, "controls": info.get("controls", {}), "vocoder": info.get("vocoder"),
             "sampler": info.get("sampler"), "steps": info.get("steps"), "cfg": info.get("cfg"),
-            "control_cfg": info.get("control_cfg"),
+            "control_cfg": info.get("control_cfg"), "dynamics_guidance": info.get("dynamics_guidance"),
             "sample_rate": sr, "samples": int(len(wave)),
         }
         return self.history.commit(

@@ -48,6 +48,10 @@ def generate_command(
         None, "--control-cfg", help="Control guidance inside the controls' masks: one scale (0 = off) or per control, "
         "e.g. 'melody=3,rhythm=2' (default from the model)."
     ),
+    dynamics_guidance: Optional[float] = typer.Option(
+        None, "--dynamics-guidance", help="Loudness correction toward the dynamics curve while sampling, 0-1 (0 = off; "
+        "diffusion models only; default from the model)."
+    ),
     melody: Optional[str] = typer.Option(None, "--melody", help="melody.csv, a .mid file, or a note string such as \"C4:1 D4:1 E4:2\"."),
     dynamics: Optional[str] = typer.Option(None, "--dynamics", help="dynamics.csv or a shape: crescendo, decrescendo, swell, ... (e.g. swell:-35:20)."),
     rhythm: Optional[str] = typer.Option(None, "--rhythm", help="rhythm.csv with beat times (or give --bpm for a steady grid)."),
@@ -90,6 +94,7 @@ def generate_command(
     request = gen.request(  # one checked request: generation, or a continuation of --continue
         prompt, **named, duration=duration, seed=seed, steps=steps, cfg=cfg,
         controls=reference, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=given_clip,
+        dynamics_guidance=dynamics_guidance,
     )
     with progress_bar("sampling", console=console, quiet=quiet) as bar:  # steps of every long-form window
         result = gen.run(request, progress=bar.update)

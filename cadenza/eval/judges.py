@@ -9,6 +9,10 @@ kind and are only reported, never optimised:
   inside the melody mask (``pitch_check.crosscheck_melody``), where basic-pitch is installed;
 - rhythm: the DSP beat tracker (onset envelope + dynamic programming, no learning) beat and
   downbeat F1 inside the rhythm mask, scored exactly as the main metric;
+- dynamics: Pearson r of the given curve with an A-weighted loudness meter (400 ms windows of
+  an A-weighted 1024-point power spectrum, ``a_weighted_loudness_db``) inside the dynamics mask;
+  another measure than the control's unweighted RMS over 2048-sample frames, so a method that
+  only moved energy the ear barely weighs (sub-bass) would not gain here;
 - "is it still music": mean spectral flatness (Wiener entropy) of the output; white noise is
   near 1, tonal music near 0, so a rise shows noise, a collapse to ~0 shows bare tones.
 """
@@ -23,7 +27,35 @@ import numpy as np
 from cadenza.audio.format import SAMPLE_RATE
 from cadenza.controls.base import ControlSet
 
-JUDGE_KEYS = ("bp_melody_f1", "bp_melody_accuracy", "dsp_beat_f1", "dsp_downbeat_f1", "spectral_flatness")
+JUDGE_KEYS = ("bp_melody_f1", "bp_melody_accuracy", "dsp_beat_f1", "dsp_downbeat_f1", "aw_dynamics_r", "spectral_flatness")
+LOUDNESS_WINDOW_S = 0.4  # the momentary window of loudness meters (EBU R 128)
+
+
+def a_weighted_loudness_db(batch: np.ndarray, sample_rate: int = SAMPLE_RATE, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """(B, N) waveforms → (B, N // hop + 1) A-weighted loudness in dB, a 400 ms moving mean of power."""
+    import librosa
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+    power = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs().square().double()
+    with np.errstate(divide="ignore"):  # the DC bin: A-weighting is -inf dB there, a weight of 0
+        weights = torch.from_numpy(10.0 ** (librosa.A_weighting(librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft), min_db=None) / 10.0))
+    frame_power = torch.einsum("f,bft->bt", weights, power)
+    width = max(1, int(round(LOUDNESS_WINDOW_S * sample_rate / hop)))
+    kernel = torch.full((1, 1, width), 1.0 / width, dtype=torch.float64)
+    padded = torch.nn.functional.pad(frame_power[:, None], (width // 2, width - 1 - width // 2), mode="replicate")
+    mean_power = torch.nn.functional.conv1d(padded, kernel)[:, 0]
+    return (10.0 * torch.log10(mean_power.clamp_min(1e-12))).numpy()
+
+
+def masked_pearson(given: np.ndarray, got: np.ndarray, mask: np.ndarray, min_frames: int = 16) -> float:
+    """Pearson r of two curves on the frames where ``mask`` > 0 (NaN with too few frames or a flat curve)."""
+    n = min(len(given), len(got), len(mask))
+    keep = np.asarray(mask[:n]) > 0
+    a, b = np.asarray(given[:n], np.float64)[keep], np.asarray(got[:n], np.float64)[keep]
+    if a.size < min_frames or a.std() < 1e-6 or b.std() < 1e-6:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def spectral_flatness(batch: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
@@ -59,6 +91,9 @@ def judge_batch(batch: np.ndarray, given: ControlSet, sample_rate: int = SAMPLE_
         for row, wave in zip(out, batch):
             m = crosscheck_melody(wave, sample_rate, given)
             row["bp_melody_f1"], row["bp_melody_accuracy"] = float(m["melody_f1"]), float(m["melody_accuracy"])
+    if "dynamics" in names:
+        for row, loud in zip(out, a_weighted_loudness_db(batch, sample_rate)):
+            row["aw_dynamics_r"] = masked_pearson(given.dynamics, loud, given.dynamics_mask)
     if "rhythm" in names:
         rhythm_only = given.select(["rhythm"])
         for row, cs in zip(out, extract_controls_batch(batch, sample_rate, ["rhythm"], "dsp")):

@@ -31,6 +31,7 @@ class ControlNetGenerator:
     """
 
     samplers: tuple[str, ...] = SAMPLERS  # what ``request.sampler`` may name (the pipeline checks it)
+    supports_dynamics_guidance = True  # the sampler can correct loudness inside the dynamics mask
 
     def __init__(self, net: MusicControlNet, config: dict) -> None:
         self.net, self.config = net, config
@@ -83,6 +84,6 @@ class ControlNetGenerator:
         x = sample(
             self.net, text, controls, int(conditions["n_frames"]), gens, steps=int(request.steps), cfg=float(request.cfg),
             sampler=str(request.sampler), diffusion=self.config.get("diffusion"), known=known, known_mask=known_mask,
-            callback=progress, control_cfg=request.control_cfg or 0.0,
+            callback=progress, control_cfg=request.control_cfg or 0.0, dynamics_guidance=float(request.dynamics_guidance or 0.0),
         )
         return x

@@ -11,6 +11,8 @@ Choices (documented in the model card):
   noise at t = 999;
 - classifier-free guidance on text, and optionally on the controls (``control_cfg``), all
   branches in one batch (``cadenza.conditioning.cfg``);
+- optionally, dynamics guidance: the last step's clean estimate gets the per-frame gain that
+  puts its loudness contour on the given curve (``cadenza.conditioning.dynamics_guidance``);
 - inpainting/continuation by replacement (RePaint without resampling): after every step the
   known frames are overwritten with the known clean mel noised to the next timestep, and with
   the clean mel itself after the last step.
@@ -26,6 +28,7 @@ import torch
 from cadenza.controls.registry import control_names
 from cadenza.conditioning.cfg import ControlScale, guidance_branches, guide_multi, null_text
 from cadenza.conditioning.controls import empty_controls, pad_controls
+from cadenza.conditioning.dynamics_guidance import DynamicsGuide, alpha_sigma, mel_sampler_units
 from cadenza.conditioning.text import TextEmbedding
 from cadenza.errors import CadenzaError
 from cadenza.generators.controlnet import MusicControlNet
@@ -131,6 +134,22 @@ class GuidedDenoiser:
         return guide_multi(preds[0], uncond, self.text_scale, without, self.scales, self.frame_masks)
 
 
+def _dynamics_guide(model: MusicControlNet, controls: dict[str, torch.Tensor] | None, n_frames: int, length: int, strength: float) -> DynamicsGuide | None:
+    """The loudness correction for this run, or None when it is off or no dynamics are given.
+
+    Padding frames copy the last real frame's target and mask, so a curve given to the end of the
+    clip keeps its full weight there (the padding is cut off afterwards).
+    """
+    if not strength or controls is None or not bool((controls["dynamics_mask"][:, :n_frames] > 0).any()):
+        return None
+    target, mask = controls["dynamics"][:, :n_frames, 0], controls["dynamics_mask"][:, :n_frames]
+    pad = length - n_frames
+    if pad:
+        target, mask = (torch.cat([v, v[:, -1:].expand(-1, pad)], dim=1) for v in (target, mask))
+    to_log_mel, scale = mel_sampler_units(model.mel_mean, model.mel_std)
+    return DynamicsGuide(target.float(), mask.float(), float(strength), to_log_mel, scale)
+
+
 @torch.no_grad()
 def sample(
     model: MusicControlNet,
@@ -146,6 +165,7 @@ def sample(
     known_mask: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
     control_cfg: ControlScale = None,
+    dynamics_guidance: float = 0.0,
 ) -> torch.Tensor:
     """Generate normalised mels (B, n_mels, n_frames).
 
@@ -153,7 +173,9 @@ def sample(
     n_frames) with ``known_mask`` (B, n_frames) in {0, 1}: frames to keep (continuation,
     inpainting, long-form windows). ``cfg`` ≤ 1 disables text guidance; ``control_cfg`` (a
     scale, or a scale per control name; None / 0 = off) adds guidance on the controls inside
-    their masks (``cadenza.conditioning.cfg``).
+    their masks (``cadenza.conditioning.cfg``). ``dynamics_guidance`` (0–1, 0 = off) moves the
+    last step's clean estimate onto the given loudness contour inside the dynamics mask
+    (``cadenza.conditioning.dynamics_guidance``).
     """
     if steps < 1:
         raise CadenzaError(f"steps must be at least 1, got {steps}", "try 25")
@@ -161,6 +183,7 @@ def sample(
     if len(generators) != b:
         raise ValueError(f"{len(generators)} generators for a batch of {b}")
     length = model.pad_length(n_frames)
+    level_guide = _dynamics_guide(model, controls, n_frames, length, dynamics_guidance)
     controls = empty_controls(b, length) if controls is None else pad_controls(controls, length)
     scheduler = make_sampler(sampler, diffusion)
     with warnings.catch_warnings():  # diffusers' numpy-2 DeprecationWarning in set_timesteps; harmless
@@ -174,6 +197,8 @@ def sample(
     timesteps = list(scheduler.timesteps)
     for i, t in enumerate(timesteps):
         pred = denoise(scheduler.scale_model_input(x, t), t)
+        if level_guide is not None and i + 1 == len(timesteps):  # the last step: its clean estimate is the output
+            pred = level_guide.apply(pred, x, *alpha_sigma(scheduler, t), scheduler.config.prediction_type)
         x = scheduler.step(pred, t, x).prev_sample
         if known is not None:
             if i + 1 < len(timesteps):

@@ -65,3 +65,23 @@ def test_aggregate_skips_undefined_clips():
     agg = aggregate_judges(rows)
     assert agg["dsp_beat_f1_mean"] == 0.5
     assert math.isnan(aggregate_judges([None])["bp_melody_f1_mean"])
+
+
+def test_a_weighted_loudness_judge_follows_a_crescendo_and_skips_flat_curves():
+    from cadenza.controls.base import ControlSet
+    from cadenza.eval.judges import a_weighted_loudness_db, masked_pearson
+
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    rising = (10 ** (np.linspace(-40.0, -10.0, t.size) / 20) * np.sin(2 * np.pi * 523.25 * t)).astype(np.float32)  # linear in dB
+    loud = a_weighted_loudness_db(np.stack([rising, rising[::-1].copy()]))
+    n = frames_for_duration(3.0)
+    assert loud.shape == (2, n)
+    target = np.linspace(-40.0, -10.0, n)
+    mask = np.ones(n)
+    assert masked_pearson(target, loud[0], mask) > 0.95
+    assert masked_pearson(target, loud[1], mask) < -0.95
+    assert math.isnan(masked_pearson(np.full(n, -20.0), loud[0], mask))  # a flat target says nothing
+    assert math.isnan(masked_pearson(target, loud[0], np.zeros(n)))
+    given = ControlSet.empty(n)
+    given.dynamics[:], given.dynamics_mask[:] = target, 1
+    assert judge_batch(rising[None], given)[0]["aw_dynamics_r"] > 0.95

@@ -233,6 +233,7 @@ async function init() {
     $("#cfg").value = d.cfg;
     $("#control-cfg").value = typeof d.control_cfg === "object"
       ? Object.entries(d.control_cfg).map(([k, v]) => `${k}=${v}`).join(",") : d.control_cfg;
+    $("#dynamics-guidance").value = d.dynamics_guidance ?? 0;
     for (const s of body.shapes) $("#dynamics-shape").append(new Option(s, s));
     for (const c of body.curves) $("#dynamics-curve").append(new Option(c, c));
   } else {

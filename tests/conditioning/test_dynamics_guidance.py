@@ -1,0 +1,116 @@
+"""Dynamics guidance: a per-frame gain on each step's clean estimate, inside the dynamics mask only."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cadenza.audio.format import SAMPLE_RATE
+from cadenza.audio.mel import MelSpectrogram
+from cadenza.conditioning.dynamics_guidance import (
+    DynamicsGuide,
+    check_strength,
+    edge_ramp,
+    mel_level_db,
+    mel_sampler_units,
+    smoothed_mel_level_db,
+)
+from cadenza.controls.extract import extract_controls
+from cadenza.errors import CadenzaError
+
+N = 48
+
+
+def _identity_units(n_mels: int = 128):
+    """Sampler units that are the log-mel itself (so a gain of g dB adds g·ln10/20 to every bin)."""
+    return (lambda x: x), torch.ones(n_mels)
+
+
+def test_level_from_the_mel_tracks_the_dynamics_extractor():
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    envelope = np.linspace(0.05, 0.7, t.size)  # a crescendo of about 23 dB
+    wave = (envelope * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    got = smoothed_mel_level_db(MelSpectrogram()(torch.from_numpy(wave))[None])[0].numpy()
+    want = extract_controls(wave, controls=("dynamics",)).dynamics
+    inner = slice(50, len(want) - 50)
+    assert np.corrcoef(got[inner], want[inner])[0, 1] > 0.99
+    assert np.abs(got[inner] - want[inner]).mean() < 1.5  # dB
+
+
+def test_full_scale_sine_reads_minus_3_dbfs():
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    wave = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    level = mel_level_db(MelSpectrogram()(torch.from_numpy(wave))[None])[0, 10:-10]
+    assert abs(float(level.mean()) + 3.0) < 1.0
+
+
+def test_edge_ramp_is_zero_outside_and_one_inside():
+    mask = torch.zeros(1, 60)
+    mask[0, 10:50] = 1
+    w = edge_ramp(mask, frames=5)
+    assert torch.all(w[0, :10] == 0) and torch.all(w[0, 50:] == 0)
+    assert torch.allclose(w[0, 15:45], torch.ones(30))
+    assert torch.all(torch.diff(w[0, 10:15]) > 0) and w[0, 10] > 0  # a fade in, not a step
+    assert torch.equal(edge_ramp(torch.ones(1, 20), frames=5), torch.ones(1, 20))
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_apply_moves_the_clean_estimate_by_the_correction(prediction_type):
+    g = torch.Generator().manual_seed(0)
+    x, pred = torch.randn(2, 128, N, generator=g), torch.randn(2, 128, N, generator=g) * 0.3
+    alpha, sigma = 0.8, 0.6
+    to_log_mel, scale = _identity_units()
+    target = torch.linspace(-30, -10, N).expand(2, N).contiguous()
+    guide = DynamicsGuide(target, torch.ones(2, N), 0.5, to_log_mel, scale)
+    new = guide.apply(pred, x, alpha, sigma, prediction_type)
+    if prediction_type == "v_prediction":
+        x0, x0_new = alpha * x - sigma * pred, alpha * x - sigma * new
+    else:
+        x0, x0_new = (x - sigma * pred) / alpha, (x - sigma * new) / alpha
+    assert torch.allclose(x0_new - x0, guide.correction(x0), atol=1e-4)
+
+
+def test_gain_is_the_same_on_every_bin_and_zero_outside_the_mask():
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(1, 128, N, generator=g) - 3.0
+    mask = torch.zeros(1, N)
+    mask[0, 12:40] = 1
+    to_log_mel, scale = _identity_units()
+    target = torch.linspace(-40, -5, N)[None]
+    delta = DynamicsGuide(target, mask, 1.0, to_log_mel, scale).correction(x0)
+    assert torch.all(delta[..., :12] == 0) and torch.all(delta[..., 40:] == 0)
+    assert torch.allclose(delta, delta[:, :1].expand_as(delta))  # a gain: one value per frame
+    assert delta[..., 20:32].abs().mean() > 1e-3
+
+
+def test_correction_brings_the_contour_to_the_target():
+    """Applied to a flat-level mel, the gain reproduces the target's contour (the clip's overall level is kept)."""
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    wave = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    log_mel = MelSpectrogram()(torch.from_numpy(wave))[None]
+    n = log_mel.shape[-1]
+    target = torch.from_numpy(np.linspace(-30.0, -15.0, n, dtype=np.float32))[None]
+    to_log_mel, scale = _identity_units()
+    guide = DynamicsGuide(target, torch.ones(1, n), 1.0, to_log_mel, scale)
+    before = smoothed_mel_level_db(log_mel)[0].numpy()
+    after = smoothed_mel_level_db(log_mel + guide.correction(log_mel))[0].numpy()
+    inner = slice(60, n - 60)
+    assert np.std(before[inner]) < 0.5
+    assert np.corrcoef(after[inner], target[0, inner].numpy())[0, 1] > 0.99
+    assert abs(after.mean() - before.mean()) < 1.5  # contour, not absolute level
+
+
+def test_sampler_units_round_trip_the_standardised_mel():
+    mean, std = torch.linspace(-0.5, 0.2, 128), torch.linspace(0.2, 0.4, 128)
+    to_log_mel, scale = mel_sampler_units(mean, std)
+    x = torch.zeros(1, 128, 4)
+    one_db = math.log(10) / 20 * scale[None, :, None] * torch.ones(1, 128, 4)
+    diff = to_log_mel(x + one_db) - to_log_mel(x)
+    assert torch.allclose(diff, torch.full_like(diff, math.log(10) / 20), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "loud", None])
+def test_bad_strength_is_one_clear_error(bad):
+    with pytest.raises(CadenzaError, match="dynamics guidance"):
+        check_strength(bad)
