@@ -49,6 +49,7 @@ BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "cadenza.representations.codec.codec",
     "cadenza.controls.beat_tracker",
     "cadenza.eval.clap",
+    "cadenza.eval.instruments",
     "cadenza.generators.tokens.family",
 )
 ENTRY_POINT_GROUP = "cadenza.families"

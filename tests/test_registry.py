@@ -156,7 +156,7 @@ SHIPPED = {m.family.key: m for m in shipped_models()}
 EXPECTED_TYPE = {
     "generator/music-controlnet": "ControlNetGenerator", "generator/token-lm": "TokenLMGenerator",
     "generator/magnet": "MagnetGenerator", "vocoder/vocos-mel": "Vocoder", "codec/rvq-codec": "Codec",
-    "beats/beat-tcn": "NeuralBeatTracker", "clap/clap-cnn": "Clap",
+    "beats/beat-tcn": "NeuralBeatTracker", "clap/clap-cnn": "Clap", "instruments/instrument-cnn": "InstrumentClassifier",
 }
 
 
@@ -207,7 +207,7 @@ def test_a_shipped_folder_without_kind_still_loads_and_a_damaged_copy_is_one_err
 def test_shipped_weights_are_the_committed_bytes() -> None:
     """Only config.json gained keys: the digests are the ones recorded before the registry."""
     expected = {"generator/music-controlnet": "09b31516f742", "vocoder/vocos-mel": "9ff582d79859",
-                "beats/beat-tcn": "eb52c365cbcb", "clap/clap-cnn": "d6217a57b22c"}
+                "beats/beat-tcn": "eb52c365cbcb", "clap/clap-cnn": "d6217a57b22c", "instruments/instrument-cnn": "8184d1755955"}
     for key, digest in expected.items():
         if key in SHIPPED:
             assert weights_digest(SHIPPED[key].folder) == digest, key

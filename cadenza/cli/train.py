@@ -1,6 +1,6 @@
 """``cadenza train MODEL CONFIG [key=value ...] --out DIR``: one training path for every model.
 
-MODEL is a registered task (generator, vocoder, beats, clap); ``cadenza train list`` shows them
+MODEL is a registered task (generator, vocoder, beats, clap, instruments, ...); ``cadenza train list`` shows them
 with their shipped configs and the launch examples. The training itself is
 ``cadenza.train.runner.fit`` on Lightning Fabric.
 """
@@ -137,10 +137,11 @@ def list_command() -> None:
     from cadenza.config import available_configs
     from cadenza.train.tasks import TASKS
 
+    width = max((len(name) for name in TASKS), default=10)
     for name, task in TASKS.items():
         configs = ", ".join(available_configs(task.config_kind)) or "(none shipped)"
         doc = (type(task).__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:<10} configs: {configs:<20} {doc}")
+        typer.echo(f"{name:<{width}} configs: {configs:<20} {doc}")
     typer.echo(f"launch presets: {', '.join(available_configs('launch'))}")
 
 

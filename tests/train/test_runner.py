@@ -26,6 +26,7 @@ GEN = ["data.frames=32", "data.synthetic_clips=8", "log.every_steps=1", "checkpo
 SMALLEST = {
     "generator": ("debug", []), "codec": ("debug", ["data.val_clips=0"]), "vocoder": ("tiny", ["data.source=synthetic"]),
     "beats": ("debug", ["data.source=synthetic"]), "clap": ("debug", ["data.source=synthetic"]), "lm": ("debug", []), "magnet": ("debug", []),
+    "instruments": ("debug", ["data.source=synthetic"]),
 }
 
 
