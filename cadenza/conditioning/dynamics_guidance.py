@@ -1,31 +1,31 @@
-"""Dynamics guidance: on the last sampling step, move the output's loudness contour onto the given curve.
+"""Dynamics guidance: once sampling is done, give the output's loudness contour the shape of the given curve.
 
 Why: the dynamics control is a loudness curve (frame RMS in dBFS, smoothed over about a
 second, ``cadenza.controls.dynamics``), and loudness is the one control a log-mel states in
 closed form: a frame's level follows from its mel magnitudes (pseudo-inverse of the filter
 bank, then the window-normalised mean square). On corpus clips this estimate tracks the
 extractor's curve with r ≈ 0.998 and a bias of about −0.3 dB (measured on 24 valid clips).
-So the sampler's last step, whose clean estimate is the output, takes that estimate, measures
-how far its smoothed level contour is from the target inside the dynamics mask, and adds the
-gap back as a gain: the same number of dB on every mel bin of a frame, a volume automation.
+So once the sampler is done, the output mel gets the per-frame gain that puts its smoothed
+level contour on the target inside the dynamics mask: the same number of dB on every mel bin of
+a frame, a volume automation. The gain is solved by least squares through the control's own
+one-second smoothing (``DynamicsGuide.gain_db``), so short features and the edges of partial
+spans come out as asked instead of flattened.
 
 Only the contour is matched, not the absolute level: the generator's mels are often far louder
 than the target (outputs are peak-limited after vocoding, which sets the clip's level), and
-pulling them down by tens of dB fought the network. Only the last step is corrected: applied at
-every step (or at every step below noise level 0.6) the correction lifted dynamics r a little
-more on the valid cases but the DSP beat tracker and spectral flatness got worse
-(``benchmarks/results/dynamics_guidance.md``), as if later steps rebuilt onsets around the
-changed loudness; on the last step nothing is rebuilt.
+pulling them down by tens of dB fought the network. Only the finished output is corrected:
+applied to the clean estimate at every step (or at every step below noise level 0.6) a simpler
+one-shot gain lifted dynamics r on the valid cases but the DSP beat tracker and spectral
+flatness got worse (``docs/generator/README.md``), as if later steps rebuilt onsets around the
+changed loudness; after the last step nothing is rebuilt.
 
 Why it cannot "game" the metric: a gain common to all bins of a frame changes only how loud
 the frame is; it cannot draw the narrow-band patterns that fool a pitch or beat extractor.
 Judges it is not steered by (an A-weighted loudness meter over 400 ms windows,
 ``cadenza.eval.judges``; basic-pitch; the DSP beat tracker; spectral flatness; FAD) check it.
 
-The correction replaces the model's clean estimate ``x0`` by ``x0 + s · δ`` (``s`` the
-strength, 1 = the whole gap) while keeping the noisy sample ``x_t`` fixed, and
-turns that back into the network's kind of prediction (v or ε), so any diffusers solver
-takes it as if the network had predicted it. Frames outside the dynamics mask get no gain.
+``s`` (the strength, 0–1) scales the solved gain; frames outside the dynamics mask get none,
+and known frames (continuation, inpainting, earlier windows) keep theirs.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -41,7 +42,12 @@ from cadenza.audio.mel import LOG_MEL_MAX, LOG_MEL_MIN, MelConfig, _mel_pinv
 from cadenza.controls.dynamics import smooth_db
 
 MAX_GAIN_DB = 24.0  # at most this much correction per step: a target far from anything the model drew stays musical
-EDGE_FRAMES = 9  # ≈ 0.1 s raised-cosine ramp of the gain at the edges of a partial dynamics span (no gain steps)
+EDGE_FRAMES = 22  # ≈ 0.25 s raised-cosine ramp of the gain at the edges of a partial dynamics span (no gain steps)
+FIT_EDGE_FRAMES = 43  # ≈ 0.5 s (half the control's smoothing window): the fit's ramp at a span's edges
+KNOT_FRAMES = 8  # the gain is a piecewise-linear curve with a knot every 8 frames (≈ 93 ms)
+PASSES = 2  # least-squares solves of the gain, each on the result of the last (see ``DynamicsGuide.gain_db``)
+SMOOTHNESS = 1.0  # λ: weight of the gain's second difference (dB² per frame²), against ringing
+RIDGE = 1e-3  # ε: keeps frames the target does not constrain at no gain
 DB_TO_LOG_MAGNITUDE = math.log(10.0) / 20.0  # +1 dB of level = this much on a natural-log magnitude mel
 
 
@@ -87,6 +93,57 @@ def edge_ramp(mask: torch.Tensor, frames: int = EDGE_FRAMES) -> torch.Tensor:
     return torch.where(inside, ramp, torch.zeros_like(ramp))
 
 
+def smooth_db_linear(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``smooth_db`` without the final clip to [DB_FLOOR, DB_CEIL]: the linear part (it applies to columns of a matrix)."""
+    import scipy.signal
+
+    from cadenza.controls.dynamics import SMOOTH_FRAMES, SMOOTH_ORDER
+
+    n = values.shape[axis]
+    window = min(SMOOTH_FRAMES, n if n % 2 else n - 1)
+    if window <= SMOOTH_ORDER + 1:
+        return values.astype(np.float64)
+    return scipy.signal.savgol_filter(values.astype(np.float64), window, SMOOTH_ORDER, axis=axis, mode="interp")
+
+
+@lru_cache(maxsize=16)
+def knot_matrix(n_frames: int, step: int = KNOT_FRAMES) -> np.ndarray:
+    """(T, K) linear interpolation from gain knots every ``step`` frames to every frame (rows sum to 1)."""
+    knots = np.arange(0, n_frames - 1 + step, step, dtype=np.float64)
+    t = np.arange(n_frames, dtype=np.float64)[:, None]
+    return np.clip(1.0 - np.abs(t - knots[None, :]) / step, 0.0, None)
+
+
+def solve_gain(level: np.ndarray, target: np.ndarray, fit: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(B, T) gains in dB: the least-squares problem of ``DynamicsGuide.gain_db``, one small solve per clip.
+
+    The gain lives on knots every ``KNOT_FRAMES`` frames (a smooth curve by construction, and a
+    K × K system instead of T × T, so a 24 s window costs milliseconds); ``S`` is applied to the
+    knot basis column by column with the control's own filter.
+    """
+    out = np.zeros_like(level, dtype=np.float64)
+    n = level.shape[-1]
+    basis = knot_matrix(n)
+    k = basis.shape[1]
+    second = np.diff(np.eye(k), n=2, axis=0)
+    reg = SMOOTHNESS * second.T @ second + RIDGE * np.eye(k)
+    smooth_level = smooth_db_linear(level, axis=-1)
+    for i in range(level.shape[0]):  # a few clips per batch: one K × K solve each
+        if not (fit[i] > 0).any():
+            continue
+        gain_basis = weight[i][:, None] * basis  # (T, K): frames outside the mask get no gain
+        a = smooth_db_linear(gain_basis, axis=0)  # S · diag(w) · P
+        root = np.sqrt(fit[i])
+        design = np.concatenate([root[:, None] * a, -root[:, None]], axis=1)  # the last column: the free offset
+        rhs = root * (target[i] - smooth_level[i])
+        normal = design.T @ design
+        normal[:k, :k] += reg
+        normal[k, k] += 1e-9
+        solution = np.linalg.solve(normal, design.T @ rhs)
+        out[i] = gain_basis @ solution[:k]
+    return out
+
+
 @dataclass
 class DynamicsGuide:
     """Per-step loudness correction of a diffusion sampler's clean estimate (see the module docstring).
@@ -105,32 +162,42 @@ class DynamicsGuide:
     max_gain_db: float = MAX_GAIN_DB
 
     def __post_init__(self) -> None:
-        self.weight = edge_ramp((self.mask > 0).float())
+        given = (self.mask > 0).float()
+        self.weight = edge_ramp(given)  # where the gain may act
+        # where the smoothed level is asked to meet the target: less near a span's edges, where the
+        # one-second smoothing averages in frames outside the span that keep their own level (chasing
+        # the target there would take large, audible gain steps at the edge)
+        self.fit = edge_ramp(given, FIT_EDGE_FRAMES)
 
     def gain_db(self, x0: torch.Tensor) -> torch.Tensor:
-        """(B, T) dB to add to each frame of ``x0`` so its smoothed level meets the target (0 off the mask)."""
-        level = smoothed_mel_level_db(self.to_log_mel(x0), self.config)
-        gap = self.target_db.to(level) - level
-        w = self.weight.to(gap)
-        # the contour, not the absolute level: outputs are peak-limited after vocoding, so a clip's
-        # overall level is set there; matching it here would fight the network for tens of dB
-        offset = (gap * w).sum(-1, keepdim=True) / w.sum(-1, keepdim=True).clamp_min(1e-6)
-        return (gap - offset).clamp(-self.max_gain_db, self.max_gain_db) * w
+        """(B, T) dB to add to each frame of ``x0`` so that its smoothed level follows the target's contour.
+
+        Solved, not guessed: the control smooths the level over a second, so the gain that makes the
+        *smoothed* level meet the target is a deconvolution (a gain measured on smoothed curves and put
+        on raw frames is smoothed again and comes out flattened; near a span's edge the smoothing
+        averages in frames outside it, which keep their level). Per clip, least squares over the gain
+        ``g = w · u`` (``w`` the mask with its edge ramps) and one free offset ``c`` (the contour, not
+        the absolute level: outputs are peak-limited after vocoding, which sets a clip's level)::
+
+            min ‖m · (S (l + g) − target − c)‖² + λ ‖Δ² u‖² + ε ‖u‖²
+
+        with ``S`` the extractor's smoothing, ``l`` the frames' unsmoothed level and ``m`` the mask,
+        ramped down over half the smoothing window at a span's edges (``FIT_EDGE_FRAMES``). Bins at the decoder's clamp make the level respond less than linearly, so the
+        solve is repeated ``PASSES`` times on the corrected estimate.
+        """
+        total = np.zeros((x0.shape[0], x0.shape[-1]))
+        scale = self.log_mel_scale.to(x0)[None, :, None] * DB_TO_LOG_MAGNITUDE
+        target, fit, weight = (v.double().cpu().numpy() for v in (self.target_db, self.fit, self.weight))
+        for _ in range(PASSES):
+            shifted = x0 + torch.from_numpy(total).to(x0)[:, None, :] * scale
+            level = mel_level_db(self.to_log_mel(shifted).float(), self.config).double().cpu().numpy()
+            total = np.clip(total + solve_gain(level, target, fit, weight), -self.max_gain_db, self.max_gain_db)
+        return torch.from_numpy(total).to(x0)
 
     def correction(self, x0: torch.Tensor) -> torch.Tensor:
         """δ (B, n_mels, T) in sampler units: ``strength`` × the gain, the same dB on every bin of a frame."""
         gain = self.strength * self.gain_db(x0) * DB_TO_LOG_MAGNITUDE
         return gain[:, None, :] * self.log_mel_scale.to(x0)[None, :, None]
-
-    def apply(self, prediction: torch.Tensor, x: torch.Tensor, alpha: float, sigma: float, prediction_type: str) -> torch.Tensor:
-        """The network's prediction re-expressed so its clean estimate is ``x0 + δ`` at the same noisy ``x``."""
-        if prediction_type == "v_prediction":  # x0 = α x − σ v, so with x fixed v' = v − δ / σ
-            x0 = alpha * x - sigma * prediction
-            return prediction - self.correction(x0) / max(sigma, 1e-6)
-        if prediction_type == "epsilon":  # x0 = (x − σ ε) / α, so ε' = ε − α δ / σ
-            x0 = (x - sigma * prediction) / max(alpha, 1e-6)
-            return prediction - alpha * self.correction(x0) / max(sigma, 1e-6)
-        raise ValueError(f"dynamics guidance: unsupported prediction type '{prediction_type}'")
 
 
 def mel_sampler_units(mel_mean: torch.Tensor, mel_std: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
@@ -148,12 +215,6 @@ def mel_sampler_units(mel_mean: torch.Tensor, mel_std: torch.Tensor) -> tuple[Ca
         return (normalised + 1.0) * span + LOG_MEL_MIN
 
     return to_log_mel, 1.0 / (span * mel_std)
-
-
-def alpha_sigma(scheduler, t: int | torch.Tensor) -> tuple[float, float]:
-    """√ᾱ_t and √(1 − ᾱ_t) of a diffusers scheduler at training timestep ``t``."""
-    a = float(scheduler.alphas_cumprod[int(t)])
-    return math.sqrt(a), math.sqrt(max(1.0 - a, 0.0))
 
 
 def check_strength(value: object, what: str = "dynamics guidance") -> float:

@@ -192,7 +192,8 @@ def _clip_rows(
         return []
     extracted = _extract(np.stack([k[1] for k in kept])) if cfg.extract else [None] * len(kept)
     captions, tags = cap.describe(
-        prov, arr.instruments, arr.bpm, arr.tonic_pc, arr.mode, arr.meter, arr.dynamics_style, arr.drum_style, rng
+        prov, arr.instruments, arr.bpm, arr.tonic_pc, arr.mode, arr.meter, arr.dynamics_style, arr.drum_style, rng,
+        ensemble=arr.ensemble,
     )
     split = split_for(ref.work_id)
     rows = []

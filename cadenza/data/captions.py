@@ -88,6 +88,12 @@ DYNAMICS_WORDS = {
     "varied": "with varied dynamics",
 }
 DRUM_WORDS = {"backbeat": "a drum kit", "light": "light percussion", "four-on-the-floor": "a steady dance beat"}
+# the arranger's named ensembles (``arrange.ENSEMBLES``) as a listener would say them; the others are
+# named by their instruments ("piano", "organ", "harpsichord") or are no ensemble ("mixed")
+ENSEMBLE_WORDS = {
+    "string quartet": "a string quartet", "string orchestra": "a string orchestra", "choir": "a choir",
+    "brass": "a brass ensemble", "woodwinds": "a woodwind ensemble", "synths": "synthesizers", "guitars": "guitars",
+}
 
 
 def tempo_word(bpm: float) -> str:
@@ -158,8 +164,16 @@ def describe(
     dynamics_style: str,
     drum_style: str | None,
     rng: np.random.Generator,
+    ensemble: str | None = None,
 ) -> tuple[list[str], list[str]]:
-    """(captions, tags) for one clip. The facts are fixed; ``rng`` only picks words."""
+    """(captions, tags) for one clip. The facts are fixed; ``rng`` only picks words.
+
+    The last caption is short and instrument-first, the way people type prompts ("A warm air
+    played on a string quartet."), and names the ensemble when the arrangement is one: the long
+    captions list instruments only, so "string quartet" or "brass ensemble" never reached the
+    text encoder. It draws nothing from ``rng``, so the other captions and every later random
+    choice of a build stay as they were.
+    """
     word = tempo_word(bpm)
     speed = "slow" if word in ("largo", "andante") else "mid" if word == "moderato" else "fast"
     minor = mode in MINOR_LIKE
@@ -179,12 +193,14 @@ def describe(
         f"{inst[0].upper() + inst[1:]} {'play' if len(instruments) > 1 else 'plays'} a {moods[1]} {prov.genre} in {key} ({meter}, {bpm_i} BPM){drums}.",
         f"{moods[0].capitalize()} and {moods[1]} {'minor' if minor else 'major'}-key music, {word}, {dyn}: {what} for {inst}.",
         ", ".join([what, *instruments, word, f"{bpm_i} bpm", key, meter, *moods] + (["drums"] if drum_style else [])),
+        f"{article} {moods[0]} {prov.genre} played on {ENSEMBLE_WORDS.get(ensemble or '', inst)}{drums}.",
     ]
     tags = sorted(
         {prov.genre, word, "minor" if minor else "major", mode, meter, *instruments, *moods, dynamics_style}
         | ({prov.origin} if prov.origin else set())
         | ({prov.composer} if prov.composer else set())
         | ({"drums"} if drum_style else {"no drums"})
+        | ({ENSEMBLE_WORDS[ensemble].split(" ", 1)[-1]} if ensemble in ENSEMBLE_WORDS else set())
     )
     return captions, tags
 

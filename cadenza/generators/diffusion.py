@@ -11,8 +11,8 @@ Choices (documented in the model card):
   noise at t = 999;
 - classifier-free guidance on text, and optionally on the controls (``control_cfg``), all
   branches in one batch (``cadenza.conditioning.cfg``);
-- optionally, dynamics guidance: the last step's clean estimate gets the per-frame gain that
-  puts its loudness contour on the given curve (``cadenza.conditioning.dynamics_guidance``);
+- optionally, dynamics guidance: the sampled mel gets the per-frame gain that puts its loudness
+  contour on the given curve (``cadenza.conditioning.dynamics_guidance``; known frames keep theirs);
 - inpainting/continuation by replacement (RePaint without resampling): after every step the
   known frames are overwritten with the known clean mel noised to the next timestep, and with
   the clean mel itself after the last step.
@@ -28,7 +28,7 @@ import torch
 from cadenza.controls.registry import control_names
 from cadenza.conditioning.cfg import ControlScale, guidance_branches, guide_multi, null_text
 from cadenza.conditioning.controls import empty_controls, pad_controls
-from cadenza.conditioning.dynamics_guidance import DynamicsGuide, alpha_sigma, mel_sampler_units
+from cadenza.conditioning.dynamics_guidance import DynamicsGuide, mel_sampler_units
 from cadenza.conditioning.text import TextEmbedding
 from cadenza.errors import CadenzaError
 from cadenza.generators.controlnet import MusicControlNet
@@ -174,7 +174,7 @@ def sample(
     inpainting, long-form windows). ``cfg`` ≤ 1 disables text guidance; ``control_cfg`` (a
     scale, or a scale per control name; None / 0 = off) adds guidance on the controls inside
     their masks (``cadenza.conditioning.cfg``). ``dynamics_guidance`` (0–1, 0 = off) moves the
-    last step's clean estimate onto the given loudness contour inside the dynamics mask
+    sampled mel's loudness contour onto the given curve inside the dynamics mask
     (``cadenza.conditioning.dynamics_guidance``).
     """
     if steps < 1:
@@ -197,8 +197,6 @@ def sample(
     timesteps = list(scheduler.timesteps)
     for i, t in enumerate(timesteps):
         pred = denoise(scheduler.scale_model_input(x, t), t)
-        if level_guide is not None and i + 1 == len(timesteps):  # the last step: its clean estimate is the output
-            pred = level_guide.apply(pred, x, *alpha_sigma(scheduler, t), scheduler.config.prediction_type)
         x = scheduler.step(pred, t, x).prev_sample
         if known is not None:
             if i + 1 < len(timesteps):
@@ -209,4 +207,6 @@ def sample(
             x = mask * noised + (1 - mask) * x
         if callback is not None:
             callback(i + 1, len(timesteps))
+    if level_guide is not None:  # on the clean output itself, so a multistep solver cannot over- or undershoot it
+        x = x + level_guide.correction(x) * (1.0 if known is None else 1.0 - mask)
     return x[..., :n_frames]

@@ -55,22 +55,6 @@ def test_edge_ramp_is_zero_outside_and_one_inside():
     assert torch.equal(edge_ramp(torch.ones(1, 20), frames=5), torch.ones(1, 20))
 
 
-@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
-def test_apply_moves_the_clean_estimate_by_the_correction(prediction_type):
-    g = torch.Generator().manual_seed(0)
-    x, pred = torch.randn(2, 128, N, generator=g), torch.randn(2, 128, N, generator=g) * 0.3
-    alpha, sigma = 0.8, 0.6
-    to_log_mel, scale = _identity_units()
-    target = torch.linspace(-30, -10, N).expand(2, N).contiguous()
-    guide = DynamicsGuide(target, torch.ones(2, N), 0.5, to_log_mel, scale)
-    new = guide.apply(pred, x, alpha, sigma, prediction_type)
-    if prediction_type == "v_prediction":
-        x0, x0_new = alpha * x - sigma * pred, alpha * x - sigma * new
-    else:
-        x0, x0_new = (x - sigma * pred) / alpha, (x - sigma * new) / alpha
-    assert torch.allclose(x0_new - x0, guide.correction(x0), atol=1e-4)
-
-
 def test_gain_is_the_same_on_every_bin_and_zero_outside_the_mask():
     g = torch.Generator().manual_seed(1)
     x0 = torch.randn(1, 128, N, generator=g) - 3.0
@@ -99,6 +83,23 @@ def test_correction_brings_the_contour_to_the_target():
     assert np.std(before[inner]) < 0.5
     assert np.corrcoef(after[inner], target[0, inner].numpy())[0, 1] > 0.99
     assert abs(after.mean() - before.mean()) < 1.5  # contour, not absolute level
+
+
+def test_partial_span_contour_is_met_inside_and_nothing_moves_outside():
+    """Through the one-second smoothing: inside a 2 s span the smoothed level follows a swell; outside, no gain."""
+    t = np.arange(5 * SAMPLE_RATE) / SAMPLE_RATE
+    wave = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    log_mel = MelSpectrogram()(torch.from_numpy(wave))[None]
+    n = log_mel.shape[-1]
+    mask = torch.zeros(1, n)
+    mask[0, 130:302] = 1  # 1.5 s to 3.5 s
+    swell = torch.from_numpy(-25 + 6 * np.sin(np.linspace(0, 2 * np.pi, n)).astype(np.float32))[None]
+    to_log_mel, scale = _identity_units()
+    delta = DynamicsGuide(swell, mask, 1.0, to_log_mel, scale).correction(log_mel)
+    assert torch.all(delta[..., :130] == 0) and torch.all(delta[..., 302:] == 0)
+    after = smoothed_mel_level_db(log_mel + delta)[0].numpy()
+    inside = mask[0].numpy() > 0
+    assert np.corrcoef(after[inside], swell[0].numpy()[inside])[0, 1] > 0.97
 
 
 def test_sampler_units_round_trip_the_standardised_mel():
