@@ -29,6 +29,7 @@ METRICS = (
     ("scores", "downbeat_f1", "downbeat F1 %"),
     ("judges", "bp_melody_f1", "basic-pitch melody F1 %"),
     ("judges", "dsp_beat_f1", "DSP beat F1 %"),
+    ("judges", "aw_dynamics_r", "A-weighted dynamics r ×100"),
     ("judges", "spectral_flatness", "flatness ×1000"),
     (None, "clap", "CLAP"),
 )
@@ -60,19 +61,23 @@ def paired(a: dict[str, float], b: dict[str, float], rng: np.random.Generator, n
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("off", help="eval report folder with control guidance off")
-    ap.add_argument("on", help="eval report folder at the chosen control guidance")
+    ap.add_argument("off", help="eval report folder with the guidance off (the baseline)")
+    ap.add_argument("on", help="eval report folder with the guidance on")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--what", default="control", help="which guidance the two reports differ in: control or dynamics (the titles and the setting printed)")
+    ap.add_argument("--out", default=str(RESULTS / "control_guidance_test.md"))
     args = ap.parse_args()
     off, on = (json.loads((Path(p) / "results.json").read_text()) for p in (args.off, args.on))
     if [c["case"]["id"] for c in off["cases"]] != [c["case"]["id"] for c in on["cases"]] or off["seed"] != on["seed"]:
         raise SystemExit("the two reports must cover the same cases with the same seed")
     rng = np.random.default_rng(args.seed)
-    result: dict = {"off": args.off, "on": args.on, "control_cfg_on": on["config"].get("control_cfg"), "tables": {}}
+    setting = "control_cfg" if args.what == "control" else "dynamics_guidance"
+    result: dict = {"off": args.off, "on": args.on, f"{setting}_on": on["config"].get(setting), "tables": {}}
     lines = [
-        "# Control guidance on the test cases (scored once, after the choice)", "",
-        f"Model `{on['model_id']}`; {on['config']['steps']} steps, text cfg {on['config']['cfg']:g}; control cfg off vs "
-        f"**{on['config'].get('control_cfg')}**; {on['config']['n_cases']} cases ({', '.join(on['config']['cases'])}), seed {on['seed']}; "
+        f"# {args.what.capitalize()} guidance on the test cases (scored once, after the choice)", "",
+        f"Model `{on['model_id']}`; {on['config']['steps']} steps, text cfg {on['config']['cfg']:g}, control cfg "
+        f"{on['config'].get('control_cfg', 0)}; {setting.replace('_', ' ')} {off['config'].get(setting, 0) or 'off'} vs "
+        f"**{on['config'].get(setting)}**; {on['config']['n_cases']} cases ({', '.join(on['config']['cases'])}), seed {on['seed']}; "
         f"commits `{off['commit'][:12]}` / `{on['commit'][:12]}`. The all-three-controls row; Δ = paired per-case difference, "
         "[95 % bootstrap interval over cases].", "",
     ]
@@ -94,9 +99,10 @@ def main() -> None:
     lines.append("FAD of the all-three row against the extracted cases' reference clips (pooled, small N): " + "; ".join(
         f"{t} {result['tables'][t]['fad']['off']:.3f} → {result['tables'][t]['fad']['on']:.3f}"
         for t in TABLES if result["tables"][t]["fad"]["off"] is not None and result["tables"][t]["fad"]["on"] is not None) + ".")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "control_guidance_test.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "control_guidance_test.json").write_text(json.dumps(result, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     print("\n".join(lines))
 
 
