@@ -111,7 +111,8 @@ def generate_command(
     given = [n for n, c in info["controls"].items() if c["given"]] or ["none"]
     console.print(
         f"wrote {out} ({len(wave) / sr:.2f} s) — controls: {', '.join(given)}; seed {seed}; "
-        f"{_decoding_text(info)}; cfg {info['cfg']:g}; control cfg {_scale_text(info['control_cfg'])}; {info['timings']['wall_s']:.1f} s",
+        f"{_decoding_text(info)}; cfg {info['cfg']:g}; control cfg {_scale_text(info['control_cfg'])}"
+        f"{'; dynamics guidance ' + format(info['dynamics_guidance'], 'g') if info.get('dynamics_guidance') else ''}; {info['timings']['wall_s']:.1f} s",
         highlight=False,
     )
 

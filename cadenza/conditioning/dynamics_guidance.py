@@ -226,5 +226,5 @@ def check_strength(value: object, what: str = "dynamics guidance") -> float:
     except (TypeError, ValueError):
         raise CadenzaError(f"{what} must be a number in [0, 1], got {value!r}", "e.g. 1 (the full loudness correction) or 0 (off)") from None
     if not np.isfinite(s) or not 0.0 <= s <= 1.0:
-        raise CadenzaError(f"{what} must be in [0, 1], got {value!r}", "1 corrects the whole loudness gap each step, 0 turns it off")
+        raise CadenzaError(f"{what} must be in [0, 1], got {value!r}", "1 gives the output the whole solved gain, 0 turns it off")
     return s

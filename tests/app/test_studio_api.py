@@ -137,6 +137,16 @@ def test_control_guidance_is_a_form_field_stored_with_the_request(client):
     assert client.get(again["urls"]["audio"]).content == client.get(per["urls"]["audio"]).content
 
 
+def test_dynamics_guidance_is_a_form_field_stored_with_the_request(client):
+    options = client.get("/api/options").json()
+    assert options["defaults"]["dynamics_guidance"] == 0.0  # off by default
+    form = {"prompt": "folk", "seed": "3", "dynamics_mode": "shape", "dynamics_shape": "crescendo"}
+    plain = generate(client, form)
+    guided = generate(client, {**form, "dynamics_guidance": "1"})
+    assert plain["request"]["dynamics_guidance"] == 0.0 and guided["request"]["dynamics_guidance"] == 1.0
+    assert client.get(plain["urls"]["audio"]).content != client.get(guided["urls"]["audio"]).content
+
+
 def test_rerun_over_http_reproduces_audio(client):
     first = generate(client, {"prompt": "folk", "seed": "11", "dynamics_mode": "shape"})
     r = client.post(f"/api/history/{first['id']}/rerun")
@@ -167,6 +177,7 @@ BAD = [
     ("control guidance not a number", {"control_cfg": "strict"}, None, 400, "control_cfg must be a number"),
     ("control guidance unknown control", {"control_cfg": "tempo=3"}, None, 400, "unknown control 'tempo'"),
     ("control guidance out of range", {"control_cfg": "1e9"}, None, 400, "out of range"),
+    ("dynamics guidance out of range", {"dynamics_guidance": "1.5"}, None, 400, "dynamics_guidance"),
 ]
 
 
