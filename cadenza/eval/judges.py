@@ -13,6 +13,10 @@ kind and are only reported, never optimised:
   an A-weighted 1024-point power spectrum, ``a_weighted_loudness_db``) inside the dynamics mask;
   another measure than the control's unweighted RMS over 2048-sample frames, so a method that
   only moved energy the ear barely weighs (sub-bass) would not gain here;
+- beat salience: librosa's onset strength at the given beat times (±35 ms) over its mean inside
+  the rhythm mask (``beat_salience``); no tracking, so it says whether the beats are marked in the
+  audio even where a tracker's tempo estimate goes astray (1 = no more onset at the beats than
+  elsewhere; rendered corpus clips score about 2);
 - "is it still music": mean spectral flatness (Wiener entropy) of the output; white noise is
   near 1, tonal music near 0, so a rise shows noise, a collapse to ~0 shows bare tones.
 """
@@ -27,7 +31,8 @@ import numpy as np
 from cadenza.audio.format import SAMPLE_RATE
 from cadenza.controls.base import ControlSet
 
-JUDGE_KEYS = ("bp_melody_f1", "bp_melody_accuracy", "dsp_beat_f1", "dsp_downbeat_f1", "aw_dynamics_r", "spectral_flatness")
+JUDGE_KEYS = ("bp_melody_f1", "bp_melody_accuracy", "dsp_beat_f1", "dsp_downbeat_f1", "beat_salience", "aw_dynamics_r", "spectral_flatness")
+BEAT_TOLERANCE_S = 0.035  # onset frames this close to a given beat count as "at the beat"
 LOUDNESS_WINDOW_S = 0.4  # the momentary window of loudness meters (EBU R 128)
 
 
@@ -46,6 +51,25 @@ def a_weighted_loudness_db(batch: np.ndarray, sample_rate: int = SAMPLE_RATE, n_
     padded = torch.nn.functional.pad(frame_power[:, None], (width // 2, width - 1 - width // 2), mode="replicate")
     mean_power = torch.nn.functional.conv1d(padded, kernel)[:, 0]
     return (10.0 * torch.log10(mean_power.clamp_min(1e-12))).numpy()
+
+
+def beat_salience(wave: np.ndarray, beat_times: np.ndarray, mask: np.ndarray, sample_rate: int = SAMPLE_RATE, hop: int = 256) -> float:
+    """Mean onset strength within ``BEAT_TOLERANCE_S`` of the given beats over its mean on all masked frames (NaN without beats)."""
+    import librosa
+
+    env = librosa.onset.onset_strength(y=np.asarray(wave, np.float32), sr=sample_rate, hop_length=hop)
+    n = min(len(env), len(mask))
+    env, inside = env[:n], np.asarray(mask[:n]) > 0
+    times = np.arange(n) * hop / sample_rate
+    beats = np.asarray(beat_times, np.float64)
+    if not inside.any() or beats.size == 0:
+        return math.nan
+    near = np.abs(times[:, None] - beats[None, :]).min(axis=1) <= BEAT_TOLERANCE_S
+    at_beats = near & inside
+    mean_inside = float(env[inside].mean())
+    if not at_beats.any() or mean_inside <= 0:
+        return math.nan
+    return float(env[at_beats].mean() / mean_inside)
 
 
 def masked_pearson(given: np.ndarray, got: np.ndarray, mask: np.ndarray, min_frames: int = 16) -> float:
@@ -95,6 +119,8 @@ def judge_batch(batch: np.ndarray, given: ControlSet, sample_rate: int = SAMPLE_
         for row, loud in zip(out, a_weighted_loudness_db(batch, sample_rate)):
             row["aw_dynamics_r"] = masked_pearson(given.dynamics, loud, given.dynamics_mask)
     if "rhythm" in names:
+        for row, wave in zip(out, batch):
+            row["beat_salience"] = beat_salience(wave, given.beat_times(), given.rhythm_mask, sample_rate)
         rhythm_only = given.select(["rhythm"])
         for row, cs in zip(out, extract_controls_batch(batch, sample_rate, ["rhythm"], "dsp")):
             s = compare_controls(rhythm_only, cs)

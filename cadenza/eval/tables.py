@@ -32,6 +32,7 @@ PAPER = {
 JUDGE_COLUMNS = (
     ("bp_melody_f1_mean", "basic-pitch melody F1 %", 100.0, 1),
     ("dsp_beat_f1_mean", "DSP beat F1 %", 100.0, 1),
+    ("beat_salience_mean", "beat salience", 1.0, 2),
     ("aw_dynamics_r_mean", "A-weighted dyn r ×100", 100.0, 1),
     ("spectral_flatness_mean", "flatness ×1000", 1000.0, 2),
     ("clap_mean", "CLAP", 1.0, 3),

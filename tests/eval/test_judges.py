@@ -85,3 +85,19 @@ def test_a_weighted_loudness_judge_follows_a_crescendo_and_skips_flat_curves():
     given = ControlSet.empty(n)
     given.dynamics[:], given.dynamics_mask[:] = target, 1
     assert judge_batch(rising[None], given)[0]["aw_dynamics_r"] > 0.95
+
+
+def test_beat_salience_is_high_for_clicks_on_the_beats_and_near_one_off_them():
+    from cadenza.eval.judges import beat_salience
+
+    n = 4 * SAMPLE_RATE
+    rng = np.random.default_rng(0)
+    beats = np.arange(0.5, 3.6, 0.5)
+    on = (rng.normal(size=n) * 0.001).astype(np.float32)
+    for b in beats:
+        i = int(b * SAMPLE_RATE)
+        on[i : i + 400] += np.hanning(800)[400:] * np.sin(np.arange(400) * 0.3)
+    mask = np.ones(frames_for_duration(4.0))
+    assert beat_salience(on, beats, mask) > 2.0
+    assert beat_salience(on, beats + 0.25, mask) < 1.0  # the clicks fall between these "beats"
+    assert math.isnan(beat_salience(on, np.array([]), mask))
