@@ -41,12 +41,12 @@ import torch
 from cadenza.audio.mel import LOG_MEL_MAX, LOG_MEL_MIN, MelConfig, _mel_pinv
 from cadenza.controls.dynamics import smooth_db
 
-MAX_GAIN_DB = 24.0  # at most this much correction per step: a target far from anything the model drew stays musical
+MAX_GAIN_DB = 24.0  # at most this much gain on any frame: a target far from anything the model drew stays musical
 EDGE_FRAMES = 22  # ≈ 0.25 s raised-cosine ramp of the gain at the edges of a partial dynamics span (no gain steps)
 FIT_EDGE_FRAMES = 43  # ≈ 0.5 s (half the control's smoothing window): the fit's ramp at a span's edges
 KNOT_FRAMES = 8  # the gain is a piecewise-linear curve with a knot every 8 frames (≈ 93 ms)
 PASSES = 2  # least-squares solves of the gain, each on the result of the last (see ``DynamicsGuide.gain_db``)
-SMOOTHNESS = 1.0  # λ: weight of the gain's second difference (dB² per frame²), against ringing
+SMOOTHNESS = 1.0  # λ: weight of the gain's second difference between knots (dB²), against ringing
 RIDGE = 1e-3  # ε: keeps frames the target does not constrain at no gain
 DB_TO_LOG_MAGNITUDE = math.log(10.0) / 20.0  # +1 dB of level = this much on a natural-log magnitude mel
 
@@ -146,7 +146,7 @@ def solve_gain(level: np.ndarray, target: np.ndarray, fit: np.ndarray, weight: n
 
 @dataclass
 class DynamicsGuide:
-    """Per-step loudness correction of a diffusion sampler's clean estimate (see the module docstring).
+    """The loudness correction of a finished sample (see the module docstring).
 
     ``target_db`` and ``mask`` are (B, T) on the sampler's frame grid; ``to_log_mel`` maps the
     sampler's units to a natural-log magnitude mel, and ``log_mel_scale`` (n_mels,) says how many
@@ -182,8 +182,9 @@ class DynamicsGuide:
             min ‖m · (S (l + g) − target − c)‖² + λ ‖Δ² u‖² + ε ‖u‖²
 
         with ``S`` the extractor's smoothing, ``l`` the frames' unsmoothed level and ``m`` the mask,
-        ramped down over half the smoothing window at a span's edges (``FIT_EDGE_FRAMES``). Bins at the decoder's clamp make the level respond less than linearly, so the
-        solve is repeated ``PASSES`` times on the corrected estimate.
+        ramped down over half the smoothing window at a span's edges (``FIT_EDGE_FRAMES``). Bins at
+        the decoder's clamp make the level respond less than linearly, so the solve is repeated
+        ``PASSES`` times on the corrected estimate.
         """
         total = np.zeros((x0.shape[0], x0.shape[-1]))
         scale = self.log_mel_scale.to(x0)[None, :, None] * DB_TO_LOG_MAGNITUDE
