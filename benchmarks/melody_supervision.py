@@ -5,7 +5,7 @@ corpus's frames (the extractor takes the top pitch class above middle C of the m
 knows the lead line). Two fine-tunes of the shipped v2 on the same corpus, steps, learning rate
 and seed, one on the controls extracted from the renders (``data.controls=extracted``, as v2) and
 one on the score's controls (``data.controls=score``), are scored here on the valid case sets at
-the defaults, all three controls. A model only shows which supervision helps; neither is shipped
+the same sampling settings, all three controls. A model only shows which supervision helps; neither is shipped
 from this table, and the test split is not read.
 
     cadenza train generator small --out runs/gen-sup-score train.init_from=cadenza/weights/generator \\
@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=["runs/eval/valid-extracted", "runs/eval/valid-created"])
     ap.add_argument("--work", default="runs/eval/melody-supervision-valid")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=15, help="the same for every model (fine-tunes export the training config's 10)")
+    ap.add_argument("--dynamics-guidance", type=float, default=0.0, help="the same for every model")
     ap.add_argument("--out", default=str(RESULTS / "melody_supervision.md"))
     args = ap.parse_args()
 
@@ -50,13 +52,15 @@ def main() -> None:
     for spec in args.models:
         name, _, folder = spec.partition("=")
         model = None if folder in ("", "default") else folder
-        data = run_eval(args.cases, Path(args.work) / name, model=model, subsets="three", max_figures=0, threads=args.threads)
+        data = run_eval(args.cases, Path(args.work) / name, model=model, subsets="three", max_figures=0, threads=args.threads,
+                        steps=args.steps, dynamics_guidance=args.dynamics_guidance)
         rows[name] = {"model_id": data["model_id"], "folder": folder, "config": data["config"],
                       **{f"{k}:{t}": _row(data, t).get(k) for k, _ in KEYS for t in TABLES}}
         print(name, data["model_id"], flush=True)
     fmt = lambda k, v: "–" if v is None or not math.isfinite(v) else f"{v:.3f}" if k == "clap_mean" else f"{v:.2f}" if k == "beat_salience_mean" else f"{100 * v:.1f}"  # noqa: E731
     lines = ["# Melody supervision: fine-tunes on extracted vs score controls (valid cases)", "",
-             f"Cases {', '.join(args.cases)}; all three controls; each model at its defaults; commit `{git_commit()[:12]}`; "
+             f"Cases {', '.join(args.cases)}; all three controls; {args.steps} steps and dynamics guidance {args.dynamics_guidance:g} for every model, "
+             f"otherwise each model's defaults (text cfg 3, control cfg 7); commit `{git_commit()[:12]}`; "
              f"wall {time.perf_counter() - t0:.0f} s. Cells: Table I / II / III.", "",
              "| model | " + " | ".join(label for _, label in KEYS) + " |", "|---|" + "---|" * len(KEYS)]
     for name, r in rows.items():
