@@ -429,7 +429,7 @@ class Cadenza:
         if strength and not self.supports_dynamics_guidance:
             raise CadenzaError(
                 f"this model ({self.model_id}) cannot apply dynamics guidance",
-                "it is a sampling-time loudness correction of the diffusion generator; leave it unset or 0 here",
+                "it is a loudness correction of the diffusion generator's mel output; leave it unset or 0 here",
             )
         return strength
 
@@ -668,7 +668,7 @@ class Cadenza:
         ``cfg`` guides on the text; ``control_cfg`` on the controls, inside their masks: one
         scale for all given controls, or per control (``{"melody": 3, "rhythm": 2}`` or
         ``"melody=3,rhythm=2"``); None takes the config's ``sampling.control_cfg``, 0 is off.
-        ``dynamics_guidance`` (0–1) corrects each sampling step's loudness toward the given
+        ``dynamics_guidance`` (0–1) gives the finished output's loudness the contour of the given
         dynamics curve (diffusion models only); None takes the config's default.
         """
         request = self.request(

@@ -79,7 +79,7 @@ def run(
     steps: int = typer.Option(None, "--steps", help="Sampling steps (default: the model's)."),
     cfg: float = typer.Option(None, "--cfg", help="Classifier-free guidance scale (default: the model's)."),
     control_cfg: str = typer.Option(None, "--control-cfg", help="Control guidance: one scale (0 = off) or per control, e.g. 'melody=3,rhythm=2' (default: the model's)."),
-    dynamics_guidance: float = typer.Option(None, "--dynamics-guidance", help="Loudness correction toward the dynamics curve while sampling, 0-1 (default: the model's)."),
+    dynamics_guidance: float = typer.Option(None, "--dynamics-guidance", help="Loudness contour of the output set to the dynamics curve after sampling, 0-1 (default: the model's)."),
     seed: int = typer.Option(0, "--seed", help="Base seed (each case derives its own; rows of a case share it)."),
     subsets: str = typer.Option("all", "--subsets", help="'all': every control subset (Table I's rows); 'paper': none, each alone, all three; 'three': all three only."),
     limit: int = typer.Option(None, "--limit", help="At most N cases per table (a quick look)."),

@@ -49,7 +49,7 @@ def generate_command(
         "e.g. 'melody=3,rhythm=2' (default from the model)."
     ),
     dynamics_guidance: Optional[float] = typer.Option(
-        None, "--dynamics-guidance", help="Loudness correction toward the dynamics curve while sampling, 0-1 (0 = off; "
+        None, "--dynamics-guidance", help="Loudness contour of the output set to the dynamics curve after sampling, 0-1 (0 = off; "
         "diffusion models only; default from the model)."
     ),
     melody: Optional[str] = typer.Option(None, "--melody", help="melody.csv, a .mid file, or a note string such as \"C4:1 D4:1 E4:2\"."),

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from cadenza.audio.mel import LOG_MEL_MAX, LOG_MEL_MIN, MelConfig, _mel_pinv
-from cadenza.controls.dynamics import smooth_db
+from cadenza.controls.dynamics import smooth_db, smooth_linear
 
 MAX_GAIN_DB = 24.0  # at most this much gain on any frame: a target far from anything the model drew stays musical
 EDGE_FRAMES = 22  # ≈ 0.25 s raised-cosine ramp of the gain at the edges of a partial dynamics span (no gain steps)
@@ -93,19 +93,6 @@ def edge_ramp(mask: torch.Tensor, frames: int = EDGE_FRAMES) -> torch.Tensor:
     return torch.where(inside, ramp, torch.zeros_like(ramp))
 
 
-def smooth_db_linear(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``smooth_db`` without the final clip to [DB_FLOOR, DB_CEIL]: the linear part (it applies to columns of a matrix)."""
-    import scipy.signal
-
-    from cadenza.controls.dynamics import SMOOTH_FRAMES, SMOOTH_ORDER
-
-    n = values.shape[axis]
-    window = min(SMOOTH_FRAMES, n if n % 2 else n - 1)
-    if window <= SMOOTH_ORDER + 1:
-        return values.astype(np.float64)
-    return scipy.signal.savgol_filter(values.astype(np.float64), window, SMOOTH_ORDER, axis=axis, mode="interp")
-
-
 @lru_cache(maxsize=16)
 def knot_matrix(n_frames: int, step: int = KNOT_FRAMES) -> np.ndarray:
     """(T, K) linear interpolation from gain knots every ``step`` frames to every frame (rows sum to 1)."""
@@ -127,12 +114,12 @@ def solve_gain(level: np.ndarray, target: np.ndarray, fit: np.ndarray, weight: n
     k = basis.shape[1]
     second = np.diff(np.eye(k), n=2, axis=0)
     reg = SMOOTHNESS * second.T @ second + RIDGE * np.eye(k)
-    smooth_level = smooth_db_linear(level, axis=-1)
+    smooth_level = smooth_linear(level, axis=-1)
     for i in range(level.shape[0]):  # a few clips per batch: one K × K solve each
         if not (fit[i] > 0).any():
             continue
         gain_basis = weight[i][:, None] * basis  # (T, K): frames outside the mask get no gain
-        a = smooth_db_linear(gain_basis, axis=0)  # S · diag(w) · P
+        a = smooth_linear(gain_basis, axis=0)  # S · diag(w) · P
         root = np.sqrt(fit[i])
         design = np.concatenate([root[:, None] * a, -root[:, None]], axis=1)  # the last column: the free offset
         rhs = root * (target[i] - smooth_level[i])

@@ -28,15 +28,22 @@ def level_db_from_mean_square(ms: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(ms.astype(np.float64), 10 ** (DB_FLOOR / 10)))
 
 
-def smooth_db(level_db: np.ndarray, window: int = SMOOTH_FRAMES) -> np.ndarray:
-    """Savitzky–Golay smoothing along the last axis; shorter clips use the longest odd window that fits."""
-    n = level_db.shape[-1]
+def smooth_linear(values: np.ndarray, window: int = SMOOTH_FRAMES, axis: int = -1) -> np.ndarray:
+    """The Savitzky–Golay smoothing of ``smooth_db`` alone (linear, float64), along ``axis``.
+
+    Shorter clips use the longest odd window that fits. Being linear, it also applies to the
+    columns of a matrix, which is how dynamics guidance solves through it.
+    """
+    n = values.shape[axis]
     window = min(window, n if n % 2 else n - 1)
     if window <= SMOOTH_ORDER + 1:  # two frames or fewer: nothing to smooth
-        out = level_db
-    else:
-        out = scipy.signal.savgol_filter(level_db, window, SMOOTH_ORDER, axis=-1, mode="interp")
-    return np.clip(out, DB_FLOOR, DB_CEIL).astype(np.float32)
+        return values.astype(np.float64)
+    return scipy.signal.savgol_filter(values.astype(np.float64), window, SMOOTH_ORDER, axis=axis, mode="interp")
+
+
+def smooth_db(level_db: np.ndarray, window: int = SMOOTH_FRAMES) -> np.ndarray:
+    """Savitzky–Golay smoothing along the last axis, clipped to the control's dB range."""
+    return np.clip(smooth_linear(level_db, window), DB_FLOOR, DB_CEIL).astype(np.float32)
 
 
 def dynamics_from_projection(proj: np.ndarray) -> np.ndarray:
