@@ -43,6 +43,7 @@ from cadenza.errors import CadenzaError
 from cadenza.eval.clap import MODEL_KIND, MODEL_TYPE, Clap, ClapModel, retrieval_metrics
 from cadenza.registry import register_task
 from cadenza.train.tasks import DataSpec, Task, _inner
+from cadenza.train.schedule import warmup_cosine
 
 LN_DB = math.log(10) / 20  # a gain of g dB adds g * LN_DB to a natural-log magnitude
 
@@ -168,11 +169,7 @@ class ClapModule(L.LightningModule):
     def lr_scale(self, step: int) -> float:
         """Linear warm-up, then cosine decay to 10 % at ``max_steps``."""
         t = self.config["train"]
-        warm, total = t.get("warmup_steps", 50), max(t["max_steps"], 1)
-        if step < warm:
-            return (step + 1) / warm
-        frac = min((step - warm) / max(total - warm, 1), 1.0)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+        return warmup_cosine(step, int(t.get("warmup_steps", 50)), max(int(t["max_steps"]), 1), 0.1)
 
     def configure_optimizers(self):
         t = self.config["train"]

@@ -21,7 +21,6 @@ alone. The training loop, checkpoints and resume are the runner's (``cadenza.tra
 from __future__ import annotations
 
 import copy
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from cadenza.generators.diffusion import diffusion_loss, make_noise_scheduler
 from cadenza.generators.model import build_generator
 from cadenza.registry import get_task, register_task
 from cadenza.train.tasks import DataSpec, Task, _inner
+from cadenza.train.schedule import warmup_cosine
 
 MODES = ("joint", "adapter", "base")
 CONTROL_KEYS = FRAME_FIELDS  # every control and its mask (cadenza/controls/registry.py)
@@ -258,11 +258,7 @@ def warmup_cosine_adamw(params: list[torch.nn.Parameter], tcfg: dict, step: Any)
     min_ratio = float(tcfg.get("min_lr_ratio", 1.0))
 
     def factor(_: int) -> float:
-        s = step()
-        if warmup and s < warmup:
-            return (s + 1) / warmup
-        progress = min(max(s - warmup, 0) / max(total - warmup, 1), 1.0)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return warmup_cosine(step(), warmup, total, min_ratio)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

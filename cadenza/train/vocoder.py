@@ -20,7 +20,6 @@ The loop, checkpoints and resume are the runner's (``cadenza train vocoder``); v
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +43,7 @@ from cadenza.representations.discriminators import (
 from cadenza.registry import register_task
 from cadenza.representations.vocoder import build_generator
 from cadenza.train.tasks import DataSpec, Task, _inner
+from cadenza.train.schedule import warmup_cosine
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -130,12 +130,7 @@ class VocoderModule(L.LightningModule):
     def _lr_at(self, step: int) -> float:
         """Linear warm-up then cosine decay to ``lr_min_ratio`` of the peak at ``max_steps``."""
         t = self.config["train"]
-        warm, total = t.get("lr_warmup_steps", 200), max(t["max_steps"], 1)
-        if step < warm:
-            return (step + 1) / warm
-        frac = min((step - warm) / max(total - warm, 1), 1.0)
-        low = t.get("lr_min_ratio", 0.1)
-        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * frac))
+        return warmup_cosine(step, int(t.get("lr_warmup_steps", 200)), max(int(t["max_steps"]), 1), float(t.get("lr_min_ratio", 0.1)))
 
     def configure_optimizers(self):
         t = self.config["train"]
