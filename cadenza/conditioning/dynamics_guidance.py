@@ -8,8 +8,10 @@ bank, then the window-normalised mean square), which tracks the extractor's curv
 So once the sampler is done, the output mel gets the per-frame gain that puts its smoothed
 level contour on the target inside the dynamics mask: the same number of dB on every mel bin of
 a frame, a volume automation. The gain is solved by least squares through the control's own
-one-second smoothing (``DynamicsGuide.gain_db``), so short features and the edges of partial
-spans come out as asked instead of flattened.
+one-second smoothing (``DynamicsGuide.gain_db``), so short features come out as asked instead
+of flattened. The span keeps its average level (only the contour moves), and the quarter second
+at each edge of a partial span, whose smoothed level also hears the free frames outside, is not
+chased.
 
 Only the contour is matched, not the absolute level: the generator's mels are often far louder
 than the target (outputs are peak-limited after vocoding, which sets the clip's level), and
@@ -43,11 +45,12 @@ from cadenza.controls.dynamics import smooth_db, smooth_linear
 
 MAX_GAIN_DB = 24.0  # at most this much gain on any frame: a target far from anything the model drew stays musical
 EDGE_FRAMES = 22  # ≈ 0.25 s raised-cosine ramp of the gain at the edges of a partial dynamics span (no gain steps)
-FIT_EDGE_FRAMES = 43  # ≈ 0.5 s (half the control's smoothing window): the fit's ramp at a span's edges
+FIT_INSET_FRAMES = 22  # ≈ 0.25 s: the fit ignores this many frames at a span's edges, then ramps in over EDGE_FRAMES
 KNOT_FRAMES = 8  # the gain is a piecewise-linear curve with a knot every 8 frames (≈ 93 ms)
 PASSES = 2  # least-squares solves of the gain, each on the result of the last (see ``DynamicsGuide.gain_db``)
 SMOOTHNESS = 1.0  # λ: weight of the gain's second difference between knots (dB²), against ringing
 RIDGE = 1e-3  # ε: keeps frames the target does not constrain at no gain
+LEVEL_ANCHOR = 1.0  # μ: weight (per fitted frame) that keeps the gain's mean over the span at 0 dB
 DB_TO_LOG_MAGNITUDE = math.log(10.0) / 20.0  # +1 dB of level = this much on a natural-log magnitude mel
 
 
@@ -73,23 +76,26 @@ def smoothed_mel_level_db(log_mel: torch.Tensor, config: MelConfig = MelConfig()
     return torch.from_numpy(smooth_db(level)).to(log_mel.device)
 
 
-def edge_ramp(mask: torch.Tensor, frames: int = EDGE_FRAMES) -> torch.Tensor:
+def edge_ramp(mask: torch.Tensor, frames: int = EDGE_FRAMES, inset: int = 0) -> torch.Tensor:
     """(B, T) {0,1} mask → weights that rise over ``frames`` frames inside each span's edges (1 deep inside).
 
     A gain that jumped from 0 to several dB in one 11.6 ms frame at the edge of a partial
     span would click; the ramp keeps it a short fade while frames outside the mask stay at 0.
     """
-    if frames <= 1:
+    if frames <= 1 and inset <= 0:
         return mask
     # distance (in frames) to the nearest frame outside the mask, capped at ``frames``
     inside = mask > 0
     t = mask.shape[-1]
     idx = torch.arange(t, device=mask.device).expand_as(mask)
-    big = torch.full_like(idx, t + frames)
-    last_out = torch.cummax(torch.where(inside, torch.full_like(idx, -(t + frames)), idx), dim=-1).values
+    far = 2 * t + frames + inset + 1  # "no edge on this side": farther than any ramp and inset reach
+    big = torch.full_like(idx, far)
+    last_out = torch.cummax(torch.where(inside, torch.full_like(idx, -far), idx), dim=-1).values
     next_out = torch.flip(torch.cummin(torch.flip(torch.where(inside, big, idx), [-1]), dim=-1).values, [-1])
-    dist = torch.minimum(idx - last_out, next_out - idx).clamp(max=frames).float()
-    ramp = 0.5 - 0.5 * torch.cos(math.pi * dist / frames)
+    span = next_out - last_out - 1  # length of the span each frame is in (long for a mask without edges)
+    inset_here = torch.clamp(span // 4, max=inset)  # a short span keeps half its frames
+    dist = (torch.minimum(idx - last_out, next_out - idx) - inset_here).clamp(min=0, max=max(frames, 1)).float()
+    ramp = 0.5 - 0.5 * torch.cos(math.pi * dist / max(frames, 1))
     return torch.where(inside, ramp, torch.zeros_like(ramp))
 
 
@@ -110,7 +116,7 @@ def solve_gain(level: np.ndarray, target: np.ndarray, fit: np.ndarray, weight: n
     """
     out = np.zeros_like(level, dtype=np.float64)
     n = level.shape[-1]
-    basis = knot_matrix(n)
+    basis = knot_matrix(n, KNOT_FRAMES)
     k = basis.shape[1]
     second = np.diff(np.eye(k), n=2, axis=0)
     reg = SMOOTHNESS * second.T @ second + RIDGE * np.eye(k)
@@ -125,6 +131,9 @@ def solve_gain(level: np.ndarray, target: np.ndarray, fit: np.ndarray, weight: n
         rhs = root * (target[i] - smooth_level[i])
         normal = design.T @ design
         normal[:k, :k] += reg
+        if LEVEL_ANCHOR > 0:  # μ Σm · (mean_m(g))²: the span keeps its own average level
+            mean_row = (fit[i] @ gain_basis) / fit[i].sum()
+            normal[:k, :k] += LEVEL_ANCHOR * fit[i].sum() * np.outer(mean_row, mean_row)
         normal[k, k] += 1e-9
         solution = np.linalg.solve(normal, design.T @ rhs)
         out[i] = gain_basis @ solution[:k]
@@ -151,10 +160,11 @@ class DynamicsGuide:
     def __post_init__(self) -> None:
         given = (self.mask > 0).float()
         self.weight = edge_ramp(given)  # where the gain may act
-        # where the smoothed level is asked to meet the target: less near a span's edges, where the
+        # where the smoothed level is asked to meet the target: not at a span's edges, where the
         # one-second smoothing averages in frames outside the span that keep their own level (chasing
-        # the target there would take large, audible gain steps at the edge)
-        self.fit = edge_ramp(given, FIT_EDGE_FRAMES)
+        # the target there takes large gain swings just inside the edge; at insets of 0 and 11 frames
+        # they cost the DSP tracker the beats of partial spans on the valid cases, at 22 they did not)
+        self.fit = edge_ramp(given, EDGE_FRAMES, inset=FIT_INSET_FRAMES)
 
     def gain_db(self, x0: torch.Tensor) -> torch.Tensor:
         """(B, T) dB to add to each frame of ``x0`` so that its smoothed level follows the target's contour.
@@ -166,11 +176,15 @@ class DynamicsGuide:
         ``g = w · u`` (``w`` the mask with its edge ramps) and one free offset ``c`` (the contour, not
         the absolute level: outputs are peak-limited after vocoding, which sets a clip's level)::
 
-            min ‖m · (S (l + g) − target − c)‖² + λ ‖Δ² u‖² + ε ‖u‖²
+            min ‖m · (S (l + g) − target − c)‖² + λ ‖Δ² u‖² + ε ‖u‖² + μ Σm · (mean_m g)²
 
         with ``S`` the extractor's smoothing, ``l`` the frames' unsmoothed level and ``m`` the mask,
-        ramped down over half the smoothing window at a span's edges (``FIT_EDGE_FRAMES``). Bins at
-        the decoder's clamp make the level respond less than linearly, so the solve is repeated
+        zero for ``FIT_INSET_FRAMES`` at a span's edges and ramped in after them. The last term (the
+        level anchor) keeps the span's average level where the model put it: with a free offset the
+        mean gain is otherwise set only by the edges, and on the valid cases the solve then sank
+        whole spans by up to 24 dB to bend the edge frames, whose smoothing reaches outside the span,
+        onto the target, and the DSP beat tracker lost the beats inside them (``dynamics_guidance_variants.md``).
+        Bins at the decoder's clamp make the level respond less than linearly, so the solve is repeated
         ``PASSES`` times on the corrected estimate.
         """
         total = np.zeros((x0.shape[0], x0.shape[-1]))

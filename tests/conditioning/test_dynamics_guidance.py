@@ -1,4 +1,4 @@
-"""Dynamics guidance: a per-frame gain on each step's clean estimate, inside the dynamics mask only."""
+"""Dynamics guidance: a per-frame gain on the finished mel, inside the dynamics mask only."""
 
 import math
 
@@ -98,8 +98,35 @@ def test_partial_span_contour_is_met_inside_and_nothing_moves_outside():
     delta = DynamicsGuide(swell, mask, 1.0, to_log_mel, scale).correction(log_mel)
     assert torch.all(delta[..., :130] == 0) and torch.all(delta[..., 302:] == 0)
     after = smoothed_mel_level_db(log_mel + delta)[0].numpy()
+    fitted = DynamicsGuide(swell, mask, 1.0, to_log_mel, scale).fit[0].numpy() >= 1.0  # the span less its edges
+    assert 60 < fitted.sum() < 172
+    assert np.corrcoef(after[fitted], swell[0].numpy()[fitted])[0, 1] > 0.97
+
+
+def test_a_loud_span_between_quiet_frames_keeps_its_average_level():
+    """The level anchor: a span much louder than the free frames around it is shaped, not sunk to their level.
+
+    Without it the solve bent the span's edge frames (whose one-second smoothing hears the quiet
+    outside) onto the target by lowering the whole span, up to the 24 dB limit.
+    """
+    t = np.arange(5 * SAMPLE_RATE) / SAMPLE_RATE
+    loud = (t >= 1.5) & (t < 3.5)
+    wave = (np.where(loud, 0.3, 0.003) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    log_mel = MelSpectrogram()(torch.from_numpy(wave))[None]
+    n = log_mel.shape[-1]
+    mask = torch.zeros(1, n)
+    mask[0, 130:302] = 1
+    fade = torch.from_numpy(np.interp(np.arange(n), [130, 302], [-12.0, -24.0]).astype(np.float32))[None]  # decrescendo
+    to_log_mel, scale = _identity_units()
+    guide = DynamicsGuide(fade, mask, 1.0, to_log_mel, scale)
+    gain = guide.gain_db(log_mel)[0].numpy()
     inside = mask[0].numpy() > 0
-    assert np.corrcoef(after[inside], swell[0].numpy()[inside])[0, 1] > 0.97
+    assert abs(np.average(gain[inside], weights=guide.fit[0].numpy()[inside])) < 1.0
+    assert np.abs(gain).max() < 12.0
+    after = smoothed_mel_level_db(log_mel + guide.correction(log_mel))[0].numpy()
+    fitted = guide.fit[0].numpy() >= 1.0
+    assert after[fitted][-10:].mean() < after[fitted][:10].mean() - 3.0  # the decrescendo is there
+    assert np.corrcoef(after[fitted], fade[0].numpy()[fitted])[0, 1] > 0.95
 
 
 def test_sampler_units_round_trip_the_standardised_mel():
