@@ -356,6 +356,7 @@ class Cadenza:
         sample_rate: int = SAMPLE_RATE,
         span: tuple[float, float] | None = None,
         dynamics_guidance: float | None = None,
+        downbeat_cfg: float | None = None,
         **named: ControlInput,
     ) -> GenerationRequest:
         """Loose arguments (numbers as strings, one seed or a list) → one checked ``GenerationRequest``.
@@ -370,6 +371,8 @@ class Cadenza:
         self._settings(steps, cfg, sampler, control_cfg)
         if dynamics_guidance is not None:
             self._dynamics_guidance(dynamics_guidance)
+        if downbeat_cfg is not None:
+            self._downbeat_cfg(downbeat_cfg)
         if duration is not None:
             duration = check_duration(duration)
         seeds = tuple(check_seeds(seed))
@@ -387,7 +390,7 @@ class Cadenza:
             prompt, duration=duration, seeds=seeds, controls={name: named.get(name) for name in control_names()},
             control_set=controls, bpm=bpm, meter=meter, known_audio=known_audio, known_sample_rate=SAMPLE_RATE if known_audio is not None else None,
             known_mask=known_mask, steps=steps, cfg=cfg, control_cfg=control_cfg, sampler=sampler,
-            dynamics_guidance=dynamics_guidance,
+            dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg,
         )
 
     def _settings(self, steps: Any, cfg: Any, sampler: Any, control_cfg: Any) -> tuple[int, float, str, float | dict[str, float]]:
@@ -411,7 +414,7 @@ class Cadenza:
             raise CadenzaError(f"expected a GenerationRequest, got {type(request).__name__}", "build one with Cadenza.request(...) or cadenza.protocols.GenerationRequest")
         steps, cfg, sampler, scale = self._settings(request.steps, request.cfg, request.sampler, request.control_cfg)
         return replace(request, steps=steps, cfg=cfg, sampler=sampler, control_cfg=scale,
-                       dynamics_guidance=self._dynamics_guidance(request.dynamics_guidance))
+                       dynamics_guidance=self._dynamics_guidance(request.dynamics_guidance), downbeat_cfg=self._downbeat_cfg(request.downbeat_cfg))
 
     @property
     def supports_dynamics_guidance(self) -> bool:
@@ -432,6 +435,22 @@ class Cadenza:
                 "it is a loudness correction of the diffusion generator's mel output; leave it unset or 0 here",
             )
         return strength
+
+    def _downbeat_cfg(self, value: Any) -> float:
+        """The checked downbeat guidance scale: the argument, else the config's ``sampling.downbeat_cfg``, else 0 (off).
+
+        Like dynamics guidance, a non-zero scale asked of a generator without that branch is an error.
+        """
+        supported = bool(getattr(self.generator, "supports_downbeat_cfg", False))
+        if value is None:
+            return check_guidance(self.sampling.get("downbeat_cfg", 0.0), "downbeat_cfg") if supported else 0.0
+        scale = check_guidance(value, "downbeat_cfg")
+        if scale and not supported:
+            raise CadenzaError(
+                f"this model ({self.model_id}) has no downbeat guidance",
+                "it is a guidance branch of the diffusion generator; leave downbeat_cfg unset or 0 here",
+            )
+        return scale
 
     # ------------------------------------------------------------------ the one known-mask path
     def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
@@ -477,7 +496,7 @@ class Cadenza:
         if not reqs:
             raise CadenzaError("no requests to run", "pass at least one GenerationRequest")
         first = reqs[0]
-        shared = ("prompt", "duration", "steps", "cfg", "sampler", "control_cfg", "dynamics_guidance")
+        shared = ("prompt", "duration", "steps", "cfg", "sampler", "control_cfg", "dynamics_guidance", "downbeat_cfg")
         for r in reqs:
             if any(getattr(r, k) != getattr(first, k) for k in shared) or r.known_audio is not None or len(r.seeds) != 1:
                 raise CadenzaError(
@@ -623,7 +642,7 @@ class Cadenza:
         seeds = list(req.seeds)
         info = {
             "task": task, "prompt": req.prompt, **extra, "steps": req.steps, "cfg": req.cfg, "control_cfg": req.control_cfg,
-            "dynamics_guidance": req.dynamics_guidance,
+            "dynamics_guidance": req.dynamics_guidance, "downbeat_cfg": req.downbeat_cfg,
             "sampler": req.sampler, "controls": controls_summary(cs, sources),
             "seed": seeds if len(seeds) > 1 else seeds[0], "model_id": self.model_id, "model_dir": str(self.folder),
             "vocoder": _rep_name(self.representation), "sample_rate": self.sample_rate, "timings": timings, "threads": torch.get_num_threads(),
@@ -657,6 +676,7 @@ class Cadenza:
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
         dynamics_guidance: float | None = None,
+        downbeat_cfg: float | None = None,
         **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Audio for ``prompt`` under the given controls: ``(waveform, sample_rate)``.
@@ -669,11 +689,13 @@ class Cadenza:
         scale for all given controls, or per control (``{"melody": 3, "rhythm": 2}`` or
         ``"melody=3,rhythm=2"``); None takes the config's ``sampling.control_cfg``, 0 is off.
         ``dynamics_guidance`` (0–1) gives the finished output's loudness the contour of the given
-        dynamics curve (diffusion models only); None takes the config's default.
+        dynamics curve, and ``downbeat_cfg`` pushes beat 1 of each bar of the given rhythm (both
+        diffusion models only); None takes the config's default, 0 is off.
         """
         request = self.request(
             prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, duration=duration, seed=seed, steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, dynamics_guidance=dynamics_guidance,
+            downbeat_cfg=downbeat_cfg,
         )
         return self._legacy(self.run(request, progress))
 
@@ -697,6 +719,7 @@ class Cadenza:
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
         dynamics_guidance: float | None = None,
+        downbeat_cfg: float | None = None,
         **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Extend ``audio``: the output starts with it and runs to ``duration`` seconds in total
@@ -704,7 +727,7 @@ class Cadenza:
         request = self.request(
             prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, duration=duration, seed=check_seed(seed), steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
-            dynamics_guidance=dynamics_guidance,
+            dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg,
         )
         return self._legacy(self.run(request, progress))
 
@@ -729,13 +752,14 @@ class Cadenza:
         progress: ProgressCallback | None = None,
         control_cfg: float | dict[str, float] | str | None = None,
         dynamics_guidance: float | None = None,
+        downbeat_cfg: float | None = None,
         **more: ControlInput,
     ) -> tuple[np.ndarray, int]:
         """Regenerate seconds [start, end) of ``audio`` and keep the rest; same length as the input."""
         request = self.request(
             prompt, melody=melody, dynamics=dynamics, rhythm=rhythm, **more, seed=check_seed(seed), steps=steps, cfg=cfg,
             controls=controls, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=audio, sample_rate=sample_rate,
-            dynamics_guidance=dynamics_guidance,
+            dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg,
             span=(start, end),
         )
         result = self.run(request, progress)

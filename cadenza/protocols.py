@@ -106,8 +106,9 @@ class GenerationRequest:
     a frame array); ``control_set`` is a whole ``ControlSet`` given at once. ``known_audio`` with
     ``known_mask`` (per output frame, 1 = keep) makes the request a continuation or an
     inpainting: one known-mask path for all three tasks. ``None`` means "the model's default"
-    for ``duration``, ``steps``, ``cfg``, ``control_cfg``, ``sampler`` and ``dynamics_guidance``
-    (a loudness correction in [0, 1] that diffusion generators apply inside the dynamics mask).
+    for ``duration``, ``steps``, ``cfg``, ``control_cfg``, ``sampler``, ``dynamics_guidance``
+    (a loudness correction in [0, 1] that diffusion generators apply inside the dynamics mask) and
+    ``downbeat_cfg`` (the downbeat guidance scale of diffusion generators, ``cadenza.conditioning.cfg``).
     """
 
     prompt: str
@@ -125,6 +126,7 @@ class GenerationRequest:
     control_cfg: float | Mapping[str, float] | None = None
     sampler: str | None = None
     dynamics_guidance: float | None = None
+    downbeat_cfg: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -155,5 +157,5 @@ class GenerationRequest:
     def with_defaults(self, sampling: Mapping[str, Any]) -> "GenerationRequest":
         """A copy with the model's ``sampling`` defaults (its config section) where this one says None."""
         pick = {"duration": "duration", "steps": "steps", "cfg": "cfg", "control_cfg": "control_cfg", "sampler": "sampler",
-                "dynamics_guidance": "dynamics_guidance"}
+                "dynamics_guidance": "dynamics_guidance", "downbeat_cfg": "downbeat_cfg"}
         return replace(self, **{attr: sampling[key] for attr, key in pick.items() if getattr(self, attr) is None and key in sampling})

@@ -95,6 +95,7 @@ class Studio:
             "cfg": float(sampling.get("cfg", 3.0)),
             "control_cfg": sampling.get("control_cfg", 0.0),
             "dynamics_guidance": float(sampling.get("dynamics_guidance", 0.0)) if first.supports_dynamics_guidance else 0.0,
+            "downbeat_cfg": float(sampling.get("downbeat_cfg", 0.0)) if getattr(first.generator, "supports_downbeat_cfg", False) else 0.0,
         }
         self.queue = JobQueue(config.max_concurrent, config.queue)
         self._mel = MelSpectrogram()
@@ -200,6 +201,7 @@ class Studio:
         req.cfg = self.defaults["cfg"] if req.cfg is None else req.cfg
         req.control_cfg = self.defaults["control_cfg"] if req.control_cfg is None else req.control_cfg
         req.dynamics_guidance = self.defaults["dynamics_guidance"] if req.dynamics_guidance is None else req.dynamics_guidance
+        req.downbeat_cfg = self.defaults["downbeat_cfg"] if req.downbeat_cfg is None else req.downbeat_cfg
         return req
 
     def submit(self, fields: Mapping[str, str], files: Mapping[str, tuple[str | None, BinaryIO]] | None = None) -> Job:
@@ -270,7 +272,7 @@ class Studio:
         gen = self._pool.get()
         try:  # the result comes back with the call: nothing is read off the shared model afterwards
             result = gen.run(gen.request(req.prompt, controls=cs, duration=req.duration, seed=req.seed, steps=req.steps, cfg=req.cfg, control_cfg=req.control_cfg,
-                                         dynamics_guidance=req.dynamics_guidance))
+                                         dynamics_guidance=req.dynamics_guidance, downbeat_cfg=req.downbeat_cfg))
             model_id = gen.model_id
         finally:
             self._pool.put(gen)
@@ -296,7 +298,7 @@ class Studio:
         record = {
             "timings": timings, "adherence": scores, "controls": info.get("controls", {}), "vocoder": info.get("vocoder"),
             "sampler": info.get("sampler"), "steps": info.get("steps"), "cfg": info.get("cfg"),
-            "control_cfg": info.get("control_cfg"), "dynamics_guidance": info.get("dynamics_guidance"),
+            "control_cfg": info.get("control_cfg"), "dynamics_guidance": info.get("dynamics_guidance"), "downbeat_cfg": info.get("downbeat_cfg"),
             "sample_rate": sr, "samples": int(len(wave)),
         }
         return self.history.commit(

@@ -63,6 +63,7 @@ class GenerationRequest:
     cfg: float | None = None
     control_cfg: float | dict | None = None  # one scale, or {control: scale}; None = the model's
     dynamics_guidance: float | None = None  # loudness correction 0–1 (diffusion models); None = the model's
+    downbeat_cfg: float | None = None  # downbeat guidance scale (diffusion models); None = the model's
     bpm: float = 120.0
     meter: str = "4"
     melody: dict = field(default_factory=lambda: {"mode": "none"})
@@ -204,6 +205,7 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
     cfg = _number(fields, "cfg", None, 0.0, MAX_GUIDANCE)
     control_cfg = _control_scale(fields)
     dynamics_guidance = _number(fields, "dynamics_guidance", None, 0.0, 1.0)
+    downbeat_cfg = _number(fields, "downbeat_cfg", None, 0.0, MAX_GUIDANCE)
     try:
         bpm = check_bpm(_number(fields, "bpm", 120.0, 0.0, 1e9, lo_open=True), "bpm")
         meter = str(fields.get("meter") or "4").strip()
@@ -213,7 +215,7 @@ def parse_form(fields: Mapping[str, str], limits: Limits, default_duration: floa
     except CadenzaError as err:
         raise RequestError(err.message, err.hint) from None
     req = GenerationRequest(prompt=prompt, duration=duration, seed=int(seed), steps=steps, cfg=cfg, control_cfg=control_cfg,
-                            dynamics_guidance=dynamics_guidance, bpm=bpm, meter=meter)
+                            dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg, bpm=bpm, meter=meter)
     for name, spec in CONTROLS.items():
         mode = _choice(fields, f"{name}_mode", spec.studio_modes, "none")
         parsed = {"mode": mode} if mode == "none" else _resolve(spec.studio_ref or f"{__name__}:parse_span_form")(fields, mode, name, duration, limits)

@@ -80,6 +80,7 @@ def run(
     cfg: float = typer.Option(None, "--cfg", help="Classifier-free guidance scale (default: the model's)."),
     control_cfg: str = typer.Option(None, "--control-cfg", help="Control guidance: one scale (0 = off) or per control, e.g. 'melody=3,rhythm=2' (default: the model's)."),
     dynamics_guidance: float = typer.Option(None, "--dynamics-guidance", help="Loudness contour of the output set to the dynamics curve after sampling, 0-1 (default: the model's)."),
+    downbeat_cfg: float = typer.Option(None, "--downbeat-cfg", help="Downbeat guidance scale on the given rhythm, 0 = off (default: the model's)."),
     seed: int = typer.Option(0, "--seed", help="Base seed (each case derives its own; rows of a case share it)."),
     subsets: str = typer.Option("all", "--subsets", help="'all': every control subset (Table I's rows); 'paper': none, each alone, all three; 'three': all three only."),
     limit: int = typer.Option(None, "--limit", help="At most N cases per table (a quick look)."),
@@ -111,7 +112,7 @@ def run(
     check_count("--max-figures", max_figures, 0, 10_000)
     check_threads(threads, "--threads")
     with progress_bar("evaluating cases", console=console, quiet=quiet) as bar:
-        data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, control_cfg=control_cfg, dynamics_guidance=dynamics_guidance, seed=seed, subsets=subsets, limit=limit, cache=cache,
+        data = run_eval(cases, out, model=model, steps=steps, cfg=cfg, control_cfg=control_cfg, dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg, seed=seed, subsets=subsets, limit=limit, cache=cache,
                         embedder=embedder, rhythm_tracker=rhythm_tracker, max_figures=max_figures, threads=threads,
                         progress=bar.update)  # (done, total, case id)
     console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({data['config']['n_cases']} cases, {data['run']['wall_s']:g} s)")

@@ -52,6 +52,10 @@ def generate_command(
         None, "--dynamics-guidance", help="Loudness contour of the output set to the dynamics curve after sampling, 0-1 (0 = off; "
         "diffusion models only; default from the model)."
     ),
+    downbeat_cfg: Optional[float] = typer.Option(
+        None, "--downbeat-cfg", help="Downbeat guidance: push beat 1 of each bar of the given rhythm (0 = off; diffusion models only; "
+        "default from the model)."
+    ),
     melody: Optional[str] = typer.Option(None, "--melody", help="melody.csv, a .mid file, or a note string such as \"C4:1 D4:1 E4:2\"."),
     dynamics: Optional[str] = typer.Option(None, "--dynamics", help="dynamics.csv or a shape: crescendo, decrescendo, swell, ... (e.g. swell:-35:20)."),
     rhythm: Optional[str] = typer.Option(None, "--rhythm", help="rhythm.csv with beat times (or give --bpm for a steady grid)."),
@@ -94,7 +98,7 @@ def generate_command(
     request = gen.request(  # one checked request: generation, or a continuation of --continue
         prompt, **named, duration=duration, seed=seed, steps=steps, cfg=cfg,
         controls=reference, bpm=bpm, meter=meter, sampler=sampler, control_cfg=control_cfg, audio=given_clip,
-        dynamics_guidance=dynamics_guidance,
+        dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg,
     )
     with progress_bar("sampling", console=console, quiet=quiet) as bar:  # steps of every long-form window
         result = gen.run(request, progress=bar.update)
@@ -112,7 +116,8 @@ def generate_command(
     console.print(
         f"wrote {out} ({len(wave) / sr:.2f} s) — controls: {', '.join(given)}; seed {seed}; "
         f"{_decoding_text(info)}; cfg {info['cfg']:g}; control cfg {_scale_text(info['control_cfg'])}"
-        f"{'; dynamics guidance ' + format(info['dynamics_guidance'], 'g') if info.get('dynamics_guidance') else ''}; {info['timings']['wall_s']:.1f} s",
+        f"{'; dynamics guidance ' + format(info['dynamics_guidance'], 'g') if info.get('dynamics_guidance') else ''}"
+        f"{'; downbeat cfg ' + format(info['downbeat_cfg'], 'g') if info.get('downbeat_cfg') else ''}; {info['timings']['wall_s']:.1f} s",
         highlight=False,
     )
 

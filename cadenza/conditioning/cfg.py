@@ -14,6 +14,13 @@ where ``g`` is a group of controls (all given controls together, or one control 
 ``m_g`` (B, 1, T) the union of that group's masks: a frame on which no control of the group is
 given gets no push from it, so partial spans and free controls stay free. With every ``s_g``
 at 0 no branch is added and the sampler is exactly the text-only one.
+
+Downbeat guidance (``downbeat_cfg``) is one more term of the same form whose branch keeps the
+rhythm's beats and mask but clears its downbeat channel, so it pushes along "this bar structure"
+minus "these beats with no bar": beat 1 of each bar gets marked more than the beat grid alone
+asks, where the rhythm control is given. Why a separate term: under joint control guidance the
+beats were followed (beat F1 ≈ 98 %) while downbeats lagged (≈ 50 %), and the beats-only branch
+isolates what the bar adds.
 """
 
 from __future__ import annotations
@@ -93,6 +100,18 @@ def without_controls(controls: dict[str, torch.Tensor], drop: Sequence[str]) -> 
     return out
 
 
+DOWNBEAT_CONTROL, DOWNBEAT_CHANNEL = "rhythm", 1  # the rhythm control's (beat, downbeat) activations
+
+
+def without_downbeats(controls: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The controls with the rhythm's downbeat activations cleared; beats and every mask kept."""
+    out = dict(controls)
+    rhythm = controls[DOWNBEAT_CONTROL].clone()
+    rhythm[..., DOWNBEAT_CHANNEL] = 0.0
+    out[DOWNBEAT_CONTROL] = rhythm
+    return out
+
+
 def group_frame_mask(controls: dict[str, torch.Tensor], group: Sequence[str]) -> torch.Tensor:
     """(B, 1, T) in {0, 1}: frames where at least one control of ``group`` is given."""
     masks = torch.stack([controls[f"{n}_mask"] for n in group]).amax(0)
@@ -132,11 +151,12 @@ class Branches:
 
 def guidance_branches(
     text: TextEmbedding, controls: dict[str, torch.Tensor], null: Callable[[], TextEmbedding], cfg: float | None, control_cfg: ControlScale,
-    names: Sequence[str],
+    names: Sequence[str], downbeat_cfg: float = 0.0,
 ) -> Branches:
     """Every branch in batch order: (text, controls); (null text, controls) when ``cfg`` > 1; then
     (text, controls without group g) for each control group with a non-zero scale whose controls
-    are given somewhere. ``null()`` builds the null prompt batch only when it is needed.
+    are given somewhere; last (text, controls without downbeats) when ``downbeat_cfg`` is non-zero
+    and a rhythm is given somewhere. ``null()`` builds the null prompt batch only when it is needed.
 
     One layout for every family: the diffusion sampler's ``GuidedDenoiser`` and the token
     models' ``GuidanceBranches`` combine the branch outputs with ``guide_multi``.
@@ -150,9 +170,17 @@ def guidance_branches(
     for g, _ in groups:
         texts.append(text)
         ctrls.append(without_controls(controls, g))
+    scales, masks = [s for _, s in groups], [group_frame_mask(controls, g) for g, _ in groups]
+    if downbeat_cfg and DOWNBEAT_CONTROL in names and f"{DOWNBEAT_CONTROL}_mask" in controls:
+        rhythm_frames = group_frame_mask(controls, (DOWNBEAT_CONTROL,))
+        if bool(rhythm_frames.any()):
+            texts.append(text)
+            ctrls.append(without_downbeats(controls))
+            scales.append(float(downbeat_cfg))
+            masks.append(rhythm_frames)
     return Branches(
         texts[0] if len(texts) == 1 else TextEmbedding.cat(texts), {k: torch.cat([c[k] for c in ctrls]) for k in controls},
-        len(texts), text_guided, [s for _, s in groups], [group_frame_mask(controls, g) for g, _ in groups],
+        len(texts), text_guided, scales, masks,
     )
 
 

@@ -112,6 +112,7 @@ def generate_batch(
     gen: Any, prompt: str, controls: list[ControlSet], duration: float, seed: int, steps: int | None, cfg: float | None,
     control_cfg: Any = None,
     dynamics_guidance: float | None = None,
+    downbeat_cfg: float | None = None,
 ) -> np.ndarray:
     """One batch of outputs for one prompt under several control sets (same seed each): (B, samples).
 
@@ -120,7 +121,7 @@ def generate_batch(
     """
     requests = [
         GenerationRequest(prompt, duration=float(duration), seeds=(int(seed),), control_set=cs, steps=steps, cfg=cfg, control_cfg=control_cfg,
-                           dynamics_guidance=dynamics_guidance)
+                           dynamics_guidance=dynamics_guidance, downbeat_cfg=downbeat_cfg)
         for cs in controls
     ]
     return np.stack([r.wave for r in gen.run_batch(requests)])
@@ -189,7 +190,7 @@ def run_case(
     t0 = time.perf_counter()
     waves = generate_batch(
         gen, case.prompt, [given.select(s) for s in rows], case.duration, seed, settings["steps"], settings["cfg"], settings.get("control_cfg", 0.0),
-        settings.get("dynamics_guidance", 0.0),
+        settings.get("dynamics_guidance", 0.0), settings.get("downbeat_cfg", 0.0),
     )
     gen_s = time.perf_counter() - t0
     audio = {row_name(s): w for s, w in zip(rows, waves)}
@@ -346,6 +347,7 @@ def run_eval(
     threads: int | None = None,
     control_cfg: Any = None,
     dynamics_guidance: float | None = None,
+    downbeat_cfg: float | None = None,
 ) -> dict:
     """The whole evaluation: returns the results dict also written to ``out/results.json``.
 
@@ -383,11 +385,13 @@ def run_eval(
     subsets_for(subsets)  # a bad --subsets fails before the model loads
     gen = model if isinstance(model, Cadenza) else Cadenza.load(model, threads=threads)
     chosen = subsets_for(subsets, tuple(getattr(gen, "trained_controls", None) or CONTROL_NAMES))
-    used = gen.resolve(GenerationRequest("", steps=steps, cfg=cfg, control_cfg=control_cfg, dynamics_guidance=dynamics_guidance))  # the model's defaults, checked
+    used = gen.resolve(GenerationRequest("", steps=steps, cfg=cfg, control_cfg=control_cfg, dynamics_guidance=dynamics_guidance,
+                                         downbeat_cfg=downbeat_cfg))  # the model's defaults, checked
     steps_used, cfg_used, sampler, control_cfg_used = used.steps, used.cfg, used.sampler, used.control_cfg
     settings = {"model_id": gen.model_id, "steps": steps_used, "cfg": cfg_used, "sampler": sampler, "seed": int(seed),
                 **({"control_cfg": control_cfg_used} if control_cfg_used else {}),
                 **({"dynamics_guidance": used.dynamics_guidance} if used.dynamics_guidance else {}),
+                **({"downbeat_cfg": used.downbeat_cfg} if used.downbeat_cfg else {}),
                 **_decoding(gen), "subsets": [list(s) for s in chosen], "rhythm_tracker": describe_rhythm_tracker(rhythm_tracker), "vocoder": gen.vocoder.name if getattr(gen, "vocoder", None) is not None else str(getattr(gen.representation, "model_id", type(gen.representation).__name__))}
     key = settings_key(settings)
     cache = Path(cache) if cache is not None else out / "cache"

@@ -81,7 +81,8 @@ def report_markdown(data: dict[str, Any], figures_dir: Path | None = None, out: 
         "# Cadenza evaluation report",
         "",
         f"- model: `{data['model_id']}`, vocoder `{cfg['vocoder']}`; {_sampler_text(cfg)}, cfg {cfg['cfg']:g}, control cfg {_scale(cfg.get('control_cfg', 0))}"
-        f"{'; dynamics guidance ' + format(cfg['dynamics_guidance'], 'g') if cfg.get('dynamics_guidance') else ''}; seed {data['seed']}",
+        f"{'; dynamics guidance ' + format(cfg['dynamics_guidance'], 'g') if cfg.get('dynamics_guidance') else ''}"
+        f"{'; downbeat cfg ' + format(cfg['downbeat_cfg'], 'g') if cfg.get('downbeat_cfg') else ''}; seed {data['seed']}",
         f"- cases: {cfg['n_cases']} from {', '.join(f'`{c}`' for c in cfg['cases'])}, durations {', '.join(f'{d:g}' for d in cfg['duration_s'])} s; rhythm tracker `{cfg['rhythm_tracker']}`",
         f"- CLAP text score: `{data.get('clap_model') or 'n/a (no CLAP weights)'}`; FAD embedder: `{data.get('fad_embedder') or 'n/a'}` "
         f"against {data.get('n_reference_clips', 0)} reference clips",

@@ -32,6 +32,7 @@ class ControlNetGenerator:
 
     samplers: tuple[str, ...] = SAMPLERS  # what ``request.sampler`` may name (the pipeline checks it)
     supports_dynamics_guidance = True  # the sampler can correct loudness inside the dynamics mask
+    supports_downbeat_cfg = True  # the sampler has the downbeat guidance branch
 
     def __init__(self, net: MusicControlNet, config: dict) -> None:
         self.net, self.config = net, config
@@ -85,5 +86,6 @@ class ControlNetGenerator:
             self.net, text, controls, int(conditions["n_frames"]), gens, steps=int(request.steps), cfg=float(request.cfg),
             sampler=str(request.sampler), diffusion=self.config.get("diffusion"), known=known, known_mask=known_mask,
             callback=progress, control_cfg=request.control_cfg or 0.0, dynamics_guidance=float(request.dynamics_guidance or 0.0),
+            downbeat_cfg=float(request.downbeat_cfg or 0.0),
         )
         return x

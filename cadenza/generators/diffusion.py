@@ -115,11 +115,15 @@ class GuidedDenoiser:
     branch inputs are concatenated once, not at every step.
     """
 
-    def __init__(self, model: MusicControlNet, text: TextEmbedding, controls: dict[str, torch.Tensor], cfg: float, control_cfg: ControlScale) -> None:
+    def __init__(
+        self, model: MusicControlNet, text: TextEmbedding, controls: dict[str, torch.Tensor], cfg: float, control_cfg: ControlScale,
+        downbeat_cfg: float = 0.0,
+    ) -> None:
         self.model, self.b = model, len(text)
         self.text_scale = float(cfg) if cfg is not None else 1.0
         null = lambda: null_text(model.null_tokens, model.null_pooled, self.b, text.tokens.shape[1])  # noqa: E731
-        branches = guidance_branches(text, controls, null, cfg, control_cfg, getattr(model, "control_names", None) or control_names())
+        names = getattr(model, "control_names", None) or control_names()
+        branches = guidance_branches(text, controls, null, cfg, control_cfg, names, downbeat_cfg=downbeat_cfg)
         self.text_guided, self.scales, self.frame_masks = branches.text_guided, branches.scales, branches.frame_masks
         self.n_branches, self.text_in, self.controls_in = branches.n, branches.text, branches.controls
 
@@ -166,6 +170,7 @@ def sample(
     callback: Callable[[int, int], None] | None = None,
     control_cfg: ControlScale = None,
     dynamics_guidance: float = 0.0,
+    downbeat_cfg: float = 0.0,
 ) -> torch.Tensor:
     """Generate normalised mels (B, n_mels, n_frames).
 
@@ -175,7 +180,8 @@ def sample(
     scale, or a scale per control name; None / 0 = off) adds guidance on the controls inside
     their masks (``cadenza.conditioning.cfg``). ``dynamics_guidance`` (0–1, 0 = off) moves the
     sampled mel's loudness contour onto the given curve inside the dynamics mask
-    (``cadenza.conditioning.dynamics_guidance``).
+    (``cadenza.conditioning.dynamics_guidance``). ``downbeat_cfg`` (0 = off) adds the downbeat term
+    of ``cadenza.conditioning.cfg`` on the rhythm's frames.
     """
     if steps < 1:
         raise CadenzaError(f"steps must be at least 1, got {steps}", "try 25")
@@ -190,7 +196,7 @@ def sample(
         warnings.simplefilter("ignore", DeprecationWarning)
         scheduler.set_timesteps(steps)
     x = batch_noise((b, model.n_mels, length), generators) * scheduler.init_noise_sigma
-    denoise = GuidedDenoiser(model, text, controls, cfg, control_cfg)
+    denoise = GuidedDenoiser(model, text, controls, cfg, control_cfg, downbeat_cfg=downbeat_cfg)
     if known is not None:
         mask = torch.nn.functional.pad(known_mask.float(), (0, length - n_frames))[:, None, :]
         known = torch.nn.functional.pad(known, (0, length - n_frames))

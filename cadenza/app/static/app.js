@@ -234,6 +234,7 @@ async function init() {
     $("#control-cfg").value = typeof d.control_cfg === "object"
       ? Object.entries(d.control_cfg).map(([k, v]) => `${k}=${v}`).join(",") : d.control_cfg;
     $("#dynamics-guidance").value = d.dynamics_guidance ?? 0;
+    $("#downbeat-cfg").value = d.downbeat_cfg ?? 0;
     for (const s of body.shapes) $("#dynamics-shape").append(new Option(s, s));
     for (const c of body.curves) $("#dynamics-curve").append(new Option(c, c));
   } else {
