@@ -64,19 +64,19 @@ def main() -> None:
     ap.add_argument("off", help="eval report folder with the guidance off (the baseline)")
     ap.add_argument("on", help="eval report folder with the guidance on")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--what", default="control", help="which guidance the two reports differ in: control or dynamics (the titles and the setting printed)")
+    ap.add_argument("--what", default="control", help="which guidance the two reports differ in: control, dynamics or downbeat (the titles and the setting printed)")
     ap.add_argument("--out", default=str(RESULTS / "control_guidance_test.md"))
     args = ap.parse_args()
     off, on = (json.loads((Path(p) / "results.json").read_text()) for p in (args.off, args.on))
     if [c["case"]["id"] for c in off["cases"]] != [c["case"]["id"] for c in on["cases"]] or off["seed"] != on["seed"]:
         raise SystemExit("the two reports must cover the same cases with the same seed")
     rng = np.random.default_rng(args.seed)
-    setting = "control_cfg" if args.what == "control" else "dynamics_guidance"
+    setting = {"control": "control_cfg", "dynamics": "dynamics_guidance", "downbeat": "downbeat_cfg"}[args.what]
     result: dict = {"off": args.off, "on": args.on, f"{setting}_on": on["config"].get(setting), "tables": {}}
     lines = [
         f"# {args.what.capitalize()} guidance on the test cases (scored once, after the choice)", "",
         f"Model `{on['model_id']}`; {on['config']['steps']} steps, text cfg {on['config']['cfg']:g}, control cfg "
-        f"{on['config'].get('control_cfg', 0)}; {setting.replace('_', ' ')} {off['config'].get(setting, 0) or 'off'} vs "
+        f"{on['config'].get('control_cfg', 0)}, dynamics guidance {on['config'].get('dynamics_guidance', 0)}; {setting.replace('_', ' ')} {off['config'].get(setting, 0) or 'off'} vs "
         f"**{on['config'].get(setting)}**; {on['config']['n_cases']} cases ({', '.join(on['config']['cases'])}), seed {on['seed']}; "
         f"commits `{off['commit'][:12]}` / `{on['commit'][:12]}`. The all-three-controls row; Δ = paired per-case difference, "
         "[95 % bootstrap interval over cases].", "",

@@ -70,7 +70,7 @@ def choose(summaries: dict[str, dict], base: str) -> tuple[str, dict[str, str]]:
 COLS = (
     ("downbeat_f1_mean", "downbeat F1 %", 1), ("dsp_downbeat_f1_mean", "DSP downbeat F1 %", 1), ("controls_mean", "melody/dyn/beat mean", 1),
     ("melody_accuracy_mean", "melody %", 1), ("dynamics_r_micro", "dyn r ×100", 1), ("beat_f1_mean", "beat F1 %", 1),
-    ("bp_melody_f1_mean", "bp melody F1 %", 1), ("dsp_beat_f1_mean", "DSP beat F1 %", 1), ("spectral_flatness_mean", "flatness ×1000", 1000),
+    ("bp_melody_f1_mean", "bp melody F1 %", 1), ("dsp_beat_f1_mean", "DSP beat F1 %", 1), ("spectral_flatness_mean", "flatness ×1000", 1),
     ("clap_mean", "CLAP", 1), ("fad_I", "FAD (I)", 1), ("generate_s", "generate s", 1),
 )
 
@@ -103,13 +103,13 @@ def main() -> None:
         f"Model `{gen.model_id}`, vocoder `{gen.vocoder.name}`, commit `{git_commit()[:12]}`, seed 0, steps {cfg['steps']}, "
         f"text cfg {cfg['cfg']:g}, control cfg {cfg.get('control_cfg', 0)}, dynamics guidance {cfg.get('dynamics_guidance', 0)}; cases: "
         f"{', '.join(args.cases)} ({cfg['n_cases']} cases, all three controls); wall {time.perf_counter() - t0:.0f} s.", "",
-        "Rows: the all-three-controls row averaged over Tables I (extracted), II (created) and III (created, partial span). Rule: "
+        "Rows: the all-three-controls row averaged over Tables I (extracted), II (created) and III (created, partial span). The rule, fixed "
         + " ".join(__doc__.split("The rule, fixed")[1].split("    python")[0].split()), "",
         "| downbeat cfg | " + " | ".join(c[1] for c in COLS) + " | admissible |",
         "|---|" + "---:|" * len(COLS) + "---|",
     ]
     for name, s in summaries.items():
-        cells = [f"{s[k] * f:.3f}" if k in ("clap_mean", "fad_I") else f"{s[k] * f:.1f}" for k, _, f in COLS]
+        cells = [f"{s[k] * f:.3f}" if k in ("clap_mean", "fad_I") else f"{s[k] * f:.2f}" if k == "spectral_flatness_mean" else f"{s[k] * f:.1f}" for k, _, f in COLS]
         lines.append(f"| {'**' + name + '**' if name == winner else name} | " + " | ".join(cells) + f" | {why[name]} |")
     lines += ["", "Per table (downbeat F1 % / DSP downbeat F1 % / melody % / DSP beat F1 %):", "", "| downbeat cfg | I | II | III |", "|---|---|---|---|"]
     for name, s in summaries.items():

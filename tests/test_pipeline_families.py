@@ -155,3 +155,16 @@ def test_dynamics_guidance_is_refused_where_the_generator_cannot_apply_it(toy: C
     assert toy.resolve(toy.request("a tune", dynamics_guidance=0)).dynamics_guidance == 0.0
     with pytest.raises(CadenzaError, match="cannot apply dynamics guidance"):
         toy.request("a tune", dynamics_guidance=0.5)
+
+
+def test_downbeat_guidance_is_refused_where_the_generator_has_no_such_branch(toy: Cadenza) -> None:
+    """Like dynamics guidance: 0 by default for a family without the branch, a clear error when asked for it."""
+    assert toy.resolve(toy.request("a tune")).downbeat_cfg == 0.0
+    with pytest.raises(CadenzaError, match="has no downbeat guidance"):
+        toy.request("a tune", downbeat_cfg=3)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), 1e6, "lots"])
+def test_bad_downbeat_scales_are_one_clear_error(toy: Cadenza, bad) -> None:
+    with pytest.raises(CadenzaError, match="downbeat_cfg"):
+        toy.request("a tune", downbeat_cfg=bad)

@@ -147,6 +147,16 @@ def test_dynamics_guidance_is_a_form_field_stored_with_the_request(client):
     assert client.get(plain["urls"]["audio"]).content != client.get(guided["urls"]["audio"]).content
 
 
+def test_downbeat_guidance_is_a_form_field_stored_with_the_request(client):
+    options = client.get("/api/options").json()
+    assert options["defaults"]["downbeat_cfg"] == 0.0  # the debug model's config sets none
+    form = {"prompt": "march", "seed": "3", "rhythm_mode": "bpm", "bpm": "120"}
+    plain = generate(client, form)
+    guided = generate(client, {**form, "downbeat_cfg": "4"})
+    assert plain["request"]["downbeat_cfg"] == 0.0 and guided["request"]["downbeat_cfg"] == 4.0
+    assert client.get(plain["urls"]["audio"]).content != client.get(guided["urls"]["audio"]).content
+
+
 def test_rerun_over_http_reproduces_audio(client):
     first = generate(client, {"prompt": "folk", "seed": "11", "dynamics_mode": "shape"})
     r = client.post(f"/api/history/{first['id']}/rerun")
@@ -178,6 +188,7 @@ BAD = [
     ("control guidance unknown control", {"control_cfg": "tempo=3"}, None, 400, "unknown control 'tempo'"),
     ("control guidance out of range", {"control_cfg": "1e9"}, None, 400, "out of range"),
     ("dynamics guidance out of range", {"dynamics_guidance": "1.5"}, None, 400, "dynamics_guidance"),
+    ("downbeat guidance negative", {"downbeat_cfg": "-2"}, None, 400, "downbeat_cfg"),
 ]
 
 

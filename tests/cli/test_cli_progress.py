@@ -129,3 +129,14 @@ def test_eval_reports_progress_on_stderr_and_quiet_silences_it(monkeypatch, tmp_
     assert "━" not in err and "2/2" not in err and "wrote" in err
     assert main([*argv, "--rhythm-tracker", "dsp"]) == 0
     assert seen["rhythm_tracker"] == "dsp"
+
+
+def test_generate_takes_the_guidance_options_and_records_them(debug_model, tmp_path, capsys) -> None:
+    """--control-cfg, --dynamics-guidance and --downbeat-cfg reach the sampler and the output's JSON."""
+    out = tmp_path / "g.wav"
+    args = ["generate", "a march", "--out", str(out), "--model", str(debug_model), "--duration", "1", "--steps", "2", "--bpm", "120",
+            "--dynamics", "crescendo", "--control-cfg", "2", "--dynamics-guidance", "0.5", "--downbeat-cfg", "3", "--quiet"]
+    assert main(args) == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert (info["control_cfg"], info["dynamics_guidance"], info["downbeat_cfg"]) == (2.0, 0.5, 3.0)
+    assert "downbeat cfg 3" in capsys.readouterr().err
