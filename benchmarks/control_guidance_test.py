@@ -29,6 +29,7 @@ METRICS = (
     ("scores", "downbeat_f1", "downbeat F1 %"),
     ("judges", "bp_melody_f1", "basic-pitch melody F1 %"),
     ("judges", "dsp_beat_f1", "DSP beat F1 %"),
+    ("judges", "dsp_downbeat_f1", "DSP downbeat F1 %"),
     ("judges", "aw_dynamics_r", "A-weighted dynamics r ×100"),
     ("judges", "spectral_flatness", "flatness ×1000"),
     (None, "clap", "CLAP"),

@@ -2,7 +2,7 @@
 
 Each run happens in a fresh subprocess (so peak RSS is that run's alone) limited to
 ``--threads`` torch threads. Cadenza generates with its default steps, sampler and control
-guidance and all three controls (plus one 6 s row with control guidance off, the cost of it); MusicGen is ``MusicgenForConditionalGeneration`` built by hand from the
+guidance and all three controls (plus one 6 s row with control, dynamics and downbeat guidance off, what they cost); MusicGen is ``MusicgenForConditionalGeneration`` built by hand from the
 musicgen-small configuration (T5-base text encoder, 24-layer 1024-d decoder over 4 EnCodec
 codebooks at 50 Hz, 32 kHz EnCodec) with **random weights** — no download — generating the same
 duration with CFG 3 (its default). Speed does not depend on the weights, quality does, so only
@@ -30,6 +30,7 @@ MELODY_BAR = "C4:1 E4:1 G4:1 E4:1 F4:1 A4:1 G4:2 "
 
 
 def run_cadenza(duration: float, threads: int, model: str | None, seed: int, control_cfg: str | None = None) -> dict:
+    """``control_cfg`` "0": every guidance on the controls off (control, dynamics and downbeat guidance), text CFG kept."""
     import torch
 
     torch.set_num_threads(threads)
@@ -45,6 +46,7 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int, con
         wave, sr = gen.generate(
             "a cheerful folk tune on fiddle and guitar", melody=MELODY_BAR * bars, dynamics="swell", bpm=100,
             duration=duration, seed=run_seed, cfg=3.0, control_cfg=control_cfg,
+            **({"dynamics_guidance": 0.0, "downbeat_cfg": 0.0} if control_cfg == "0" else {}),
         )
         return time.perf_counter() - t1, wave, sr
 
@@ -55,13 +57,14 @@ def run_cadenza(duration: float, threads: int, model: str | None, seed: int, con
     info = gen.last_info
     decoding = getattr(getattr(gen, "generator", None), "sampling", None)
     token_family = hasattr(getattr(gen, "generator", None), "frames_for")
-    system = "cadenza" if control_cfg is None else f"cadenza-control_cfg-{control_cfg}"
+    system = "cadenza" if control_cfg is None else "cadenza-controls-unguided"
     if token_family:  # a token family (AR LM or MAGNeT over codec tokens): steps and sampler do not apply
         system = f"cadenza-{gen.config.get('type', 'tokens')} ({gen.config.get('name', '')})"
     return {
         "system": system, **({"decoding": {k: decoding[k] for k in ("temperature", "top_k", "top_p", "iterations") if k in decoding}} if token_family else {}), "duration_s": duration, "wall_s": round(wall, 2), "cold_wall_s": round(cold, 2), "load_s": round(load_s, 2),
         "rtf": round(wall / duration, 3), "steps": None if token_family else info["steps"], "sampler": None if token_family else info["sampler"], "cfg": info["cfg"],
-        "control_cfg": info.get("control_cfg"), "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
+        "control_cfg": info.get("control_cfg"), "dynamics_guidance": info.get("dynamics_guidance"), "downbeat_cfg": info.get("downbeat_cfg"),
+        "vocoder": info["vocoder"], "timings": info["timings"], "model_id": info["model_id"],
         "params_M": round(sum(p.numel() for p in gen.net.parameters()) / 1e6, 2), "samples": int(len(wave)), "sample_rate": sr,
     }
 
@@ -158,11 +161,11 @@ def main() -> None:
 
     load_start = [round(x, 2) for x in os.getloadavg()]
     rows = [spawn("cadenza", d, args) for d in args.durations]
-    rows.append(spawn("cadenza", 6.0, args, control_cfg="0"))  # text guidance only: what control guidance costs
+    rows.append(spawn("cadenza", 6.0, args, control_cfg="0"))  # text guidance only: what the guidance on the controls costs
     rows += [spawn("cadenza", d, args, model=folder) for folder in args.token_models for d in args.durations]
     rows += [spawn("musicgen", d, args) for d in args.musicgen_durations]
     by = {(r["system"].split()[0], r["duration_s"]): r for r in rows}
-    plain = next((r for r in rows if r["system"] == "cadenza-control_cfg-0"), None)
+    plain = next((r for r in rows if r["system"] == "cadenza-controls-unguided"), None)
     ratios = {}
     for d in args.musicgen_durations:
         if ("cadenza", d) in by and ("musicgen-small", d) in by:
@@ -179,7 +182,7 @@ def main() -> None:
     if "6s" in ratios:
         goals["ge_20x_faster_than_musicgen_small"] = ratios["6s"]["musicgen_over_cadenza_wall"] >= 20
     if c6 and plain:
-        ratios["control_guidance_cost_6s"] = round(c6["wall_s"] / plain["wall_s"], 2)
+        ratios["control_dynamics_downbeat_guidance_cost_6s"] = round(c6["wall_s"] / plain["wall_s"], 2)
     for r in rows:  # each token model against the diffusion model at the same duration
         if r.get("decoding") is not None and ("cadenza", r["duration_s"]) in by:
             ratios[f"{r['system']} over cadenza wall, {r['duration_s']:g}s"] = round(r["wall_s"] / by[("cadenza", r["duration_s"])]["wall_s"], 2)
@@ -191,7 +194,7 @@ def main() -> None:
         "benchmark": "generate", "config": {k: v for k, v in vars(args).items() if k not in ("worker", "duration")},
         "git_commit": commit, "seed": args.seed, "machine": platform.machine(), "python": platform.python_version(),
         "rows": rows, "ratios": ratios, "load_average_at_start": load_start, "goals": goals,
-        "notes": "MusicGen has random weights (speed only). Cadenza: text + melody + dynamics + rhythm, CFG 3, default steps/sampler/control guidance, "
+        "notes": "MusicGen has random weights (speed only). Cadenza: text + melody + dynamics + rhythm, CFG 3, default steps/sampler/control, dynamics and downbeat guidance, "
         "vocoder included. Shared 2-core machine: other jobs may have been running.",
     }
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -208,7 +211,8 @@ def main() -> None:
     ]
     for r in rows:
         settings = (
-            f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, control cfg {r.get('control_cfg')}, {r.get('vocoder', 'EnCodec')}; first call {r.get('cold_wall_s')} s"
+            f"{r.get('steps', '')} steps {r.get('sampler', '')}, cfg {r['cfg']}, control cfg {r.get('control_cfg')}, dynamics guidance {r.get('dynamics_guidance')}, "
+            f"downbeat cfg {r.get('downbeat_cfg')}, {r.get('vocoder', 'EnCodec')}; first call {r.get('cold_wall_s')} s"
             if r["system"].startswith("cadenza") and r.get("decoding") is None
             else f"decoding {r['decoding']}, cfg {r['cfg']}, control cfg {r.get('control_cfg')}, codec {r.get('vocoder')}; first call {r.get('cold_wall_s')} s"
             if r.get("decoding") is not None else f"{r['tokens']} tokens × 4 codebooks, cfg {r['cfg']}"
