@@ -26,12 +26,12 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from control_guidance import _mean, _row  # noqa: E402
 from dynamics_guidance import summary as dynamics_summary  # noqa: E402
+from valid_sweep import header, load_for_valid, sweep  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("I", "II", "III")
@@ -68,10 +68,10 @@ def choose(summaries: dict[str, dict], base: str) -> tuple[str, dict[str, str]]:
 
 
 COLS = (
-    ("downbeat_f1_mean", "downbeat F1 %", 1), ("dsp_downbeat_f1_mean", "DSP downbeat F1 %", 1), ("controls_mean", "melody/dyn/beat mean", 1),
-    ("melody_accuracy_mean", "melody %", 1), ("dynamics_r_micro", "dyn r ×100", 1), ("beat_f1_mean", "beat F1 %", 1),
-    ("bp_melody_f1_mean", "bp melody F1 %", 1), ("dsp_beat_f1_mean", "DSP beat F1 %", 1), ("spectral_flatness_mean", "flatness ×1000", 1),
-    ("clap_mean", "CLAP", 1), ("fad_I", "FAD (I)", 1), ("generate_s", "generate s", 1),
+    ("downbeat_f1_mean", "downbeat F1 %"), ("dsp_downbeat_f1_mean", "DSP downbeat F1 %"), ("controls_mean", "melody/dyn/beat mean"),
+    ("melody_accuracy_mean", "melody %"), ("dynamics_r_micro", "dyn r ×100"), ("beat_f1_mean", "beat F1 %"),
+    ("bp_melody_f1_mean", "bp melody F1 %"), ("dsp_beat_f1_mean", "DSP beat F1 %"), ("spectral_flatness_mean", "flatness ×1000"),
+    ("clap_mean", "CLAP"), ("fad_I", "FAD (I)"), ("generate_s", "generate s"),
 )
 
 
@@ -85,31 +85,20 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "downbeat_guidance.md"))
     args = ap.parse_args()
 
-    from cadenza.eval.run import git_commit, run_eval
-    from cadenza.pipeline import Cadenza
-
-    if any("test" in Path(c).name for c in args.cases):
-        raise SystemExit("choose on valid case sets only; the test sets are scored once, after the choice")
-    gen = Cadenza.load(args.model, threads=args.threads)
-    summaries, t0 = {}, time.perf_counter()
-    for scale in args.scales:
-        data = run_eval(args.cases, Path(args.work) / f"db{scale}", model=gen, downbeat_cfg=float(scale), subsets="three", max_figures=0)
-        summaries[scale] = summary(data)
-        print(f"downbeat cfg {scale}: downbeat F1 {summaries[scale]['score']:.1f}", flush=True)
+    gen = load_for_valid(args.cases, args.model, args.threads)
+    summaries, data, wall = sweep(gen, args.cases, args.work, "downbeat_cfg", args.scales, summary, prefix="db")
     winner, why = choose(summaries, args.scales[0])
     cfg = data["config"]
     lines = [
-        "# Downbeat guidance scale, chosen on valid cases", "",
-        f"Model `{gen.model_id}`, vocoder `{gen.vocoder.name}`, commit `{git_commit()[:12]}`, seed 0, steps {cfg['steps']}, "
-        f"text cfg {cfg['cfg']:g}, control cfg {cfg.get('control_cfg', 0)}, dynamics guidance {cfg.get('dynamics_guidance', 0)}; cases: "
-        f"{', '.join(args.cases)} ({cfg['n_cases']} cases, all three controls); wall {time.perf_counter() - t0:.0f} s.", "",
+        *header("Downbeat guidance scale, chosen on valid cases", gen, cfg, args.cases, wall,
+                f", dynamics guidance {cfg.get('dynamics_guidance', 0)}"),
         "Rows: the all-three-controls row averaged over Tables I (extracted), II (created) and III (created, partial span). The rule, fixed "
         + " ".join(__doc__.split("The rule, fixed")[1].split("    python")[0].split()), "",
         "| downbeat cfg | " + " | ".join(c[1] for c in COLS) + " | admissible |",
         "|---|" + "---:|" * len(COLS) + "---|",
     ]
     for name, s in summaries.items():
-        cells = [f"{s[k] * f:.3f}" if k in ("clap_mean", "fad_I") else f"{s[k] * f:.2f}" if k == "spectral_flatness_mean" else f"{s[k] * f:.1f}" for k, _, f in COLS]
+        cells = [f"{s[k]:.3f}" if k in ("clap_mean", "fad_I") else f"{s[k]:.2f}" if k == "spectral_flatness_mean" else f"{s[k]:.1f}" for k, _ in COLS]
         lines.append(f"| {'**' + name + '**' if name == winner else name} | " + " | ".join(cells) + f" | {why[name]} |")
     lines += ["", "Per table (downbeat F1 % / DSP downbeat F1 % / melody % / DSP beat F1 %):", "", "| downbeat cfg | I | II | III |", "|---|---|---|---|"]
     for name, s in summaries.items():

@@ -22,11 +22,11 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from control_guidance import ROW, _mean, _row, summarise  # noqa: E402
+from valid_sweep import header, load_for_valid, sweep  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("I", "II", "III")
@@ -78,24 +78,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "dynamics_guidance.md"))
     args = ap.parse_args()
 
-    from cadenza.eval.run import git_commit, run_eval
-    from cadenza.pipeline import Cadenza
-
-    if any("test" in Path(c).name for c in args.cases):
-        raise SystemExit("choose on valid case sets only; the test sets are scored once, after the choice")
-    gen = Cadenza.load(args.model, threads=args.threads)
-    summaries, t0 = {}, time.perf_counter()
-    for strength in args.strengths:
-        data = run_eval(args.cases, Path(args.work) / f"dg{strength}", model=gen, dynamics_guidance=float(strength), subsets="three", max_figures=0)
-        summaries[strength] = summary(data)
-        print(f"dynamics guidance {strength}: dynamics r {summaries[strength]['score']:.1f}", flush=True)
+    gen = load_for_valid(args.cases, args.model, args.threads)
+    summaries, data, wall = sweep(gen, args.cases, args.work, "dynamics_guidance", args.strengths, summary, prefix="dg")
     winner, why = choose(summaries, args.strengths[0])
     cfg = data["config"]
     lines = [
-        "# Dynamics guidance strength, chosen on valid cases", "",
-        f"Model `{gen.model_id}`, vocoder `{gen.vocoder.name}`, commit `{git_commit()[:12]}`, seed 0, steps {cfg['steps']}, "
-        f"text cfg {cfg['cfg']:g}, control cfg {cfg.get('control_cfg', 0)}; cases: {', '.join(args.cases)} ({cfg['n_cases']} cases, "
-        f"all three controls); wall {time.perf_counter() - t0:.0f} s.", "",
+        *header("Dynamics guidance strength, chosen on valid cases", gen, cfg, args.cases, wall),
         "Rows: the all-three-controls row averaged over Tables I (extracted), II (created) and III (created, partial span). Rule: "
         + " ".join(__doc__.split("The rule:")[1].split("    python")[0].split()), "",
         "| strength | " + " | ".join(c[1] for c in COLS) + " | FAD (I) | generate s | admissible |",
