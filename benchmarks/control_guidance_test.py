@@ -65,20 +65,23 @@ def main() -> None:
     ap.add_argument("off", help="eval report folder with the guidance off (the baseline)")
     ap.add_argument("on", help="eval report folder with the guidance on")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--what", default="control", help="which guidance the two reports differ in: control, dynamics or downbeat (the titles and the setting printed)")
+    ap.add_argument("--what", default="control", help="which guidance the two reports differ in: control, dynamics, downbeat or dynamics+downbeat (the titles and the settings printed)")
     ap.add_argument("--out", default=str(RESULTS / "control_guidance_test.md"))
     args = ap.parse_args()
     off, on = (json.loads((Path(p) / "results.json").read_text()) for p in (args.off, args.on))
     if [c["case"]["id"] for c in off["cases"]] != [c["case"]["id"] for c in on["cases"]] or off["seed"] != on["seed"]:
         raise SystemExit("the two reports must cover the same cases with the same seed")
     rng = np.random.default_rng(args.seed)
-    setting = {"control": "control_cfg", "dynamics": "dynamics_guidance", "downbeat": "downbeat_cfg"}[args.what]
-    result: dict = {"off": args.off, "on": args.on, f"{setting}_on": on["config"].get(setting), "tables": {}}
+    settings = {"control": ["control_cfg"], "dynamics": ["dynamics_guidance"], "downbeat": ["downbeat_cfg"],
+                "dynamics+downbeat": ["dynamics_guidance", "downbeat_cfg"]}[args.what]
+    shown = lambda cfg, k: cfg.get(k, 0) or "off"  # noqa: E731
+    result: dict = {"off": args.off, "on": args.on, **{f"{k}_on": on["config"].get(k) for k in settings}, "tables": {}}
+    changed = "; ".join(f"{k.replace('_', ' ')} {shown(off['config'], k)} vs **{shown(on['config'], k)}**" for k in settings)
+    title = " and ".join(w.capitalize() if i == 0 else w for i, w in enumerate(args.what.split("+")))
     lines = [
-        f"# {args.what.capitalize()} guidance on the test cases (scored once, after the choice)", "",
+        f"# {title} guidance on the test cases (scored once, after the choice)", "",
         f"Model `{on['model_id']}`; {on['config']['steps']} steps, text cfg {on['config']['cfg']:g}, control cfg "
-        f"{on['config'].get('control_cfg', 0)}, dynamics guidance {on['config'].get('dynamics_guidance', 0)}; {setting.replace('_', ' ')} {off['config'].get(setting, 0) or 'off'} vs "
-        f"**{on['config'].get(setting)}**; {on['config']['n_cases']} cases ({', '.join(on['config']['cases'])}), seed {on['seed']}; "
+        f"{on['config'].get('control_cfg', 0)}{'' if 'dynamics_guidance' in settings else ', dynamics guidance ' + str(shown(on['config'], 'dynamics_guidance'))}; {changed}; {on['config']['n_cases']} cases ({', '.join(on['config']['cases'])}), seed {on['seed']}; "
         f"commits `{off['commit'][:12]}` / `{on['commit'][:12]}`. The all-three-controls row; Δ = paired per-case difference, "
         "[95 % bootstrap interval over cases].", "",
     ]
