@@ -158,9 +158,9 @@ def check_steps(value: Any, name: str = "steps") -> int:
     return check_int(name, value, MIN_STEPS, MAX_STEPS, hint=f"give {MIN_STEPS} to {MAX_STEPS} steps; 15-25 is typical")
 
 
-def check_guidance(value: Any, name: str = "cfg") -> float:
+def check_guidance(value: Any, name: str = "cfg", hint: str | None = None) -> float:
     """A classifier-free guidance scale: 0 to ``MAX_GUIDANCE``."""
-    return check_float(name, value, 0.0, MAX_GUIDANCE, hint=f"use 0 to {MAX_GUIDANCE:g}: 1 is no guidance, 3 is typical")
+    return check_float(name, value, 0.0, MAX_GUIDANCE, hint=hint or f"use 0 to {MAX_GUIDANCE:g}: 1 is no guidance, 3 is typical")
 
 
 def check_seed(value: Any, name: str = "seed") -> int:

@@ -42,7 +42,7 @@ from cadenza.controls.base import ControlSet
 from cadenza.controls.registry import CONTROLS, ControlSpec, _resolve, control_names
 from cadenza.errors import CadenzaError
 from cadenza.generators.model import resolve_model_dir
-from cadenza.limits import check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps, check_threads
+from cadenza.limits import MAX_GUIDANCE, check_duration, check_float, check_guidance, check_sample_rate, check_seed, check_seeds, check_steps, check_threads
 from cadenza.protocols import GenerationRequest, Generator
 from cadenza.registry import load_model
 from cadenza.representations.mel import MelRepresentation, VocoderHandle, load_vocoder_handle
@@ -442,9 +442,10 @@ class Cadenza:
         Like dynamics guidance, a non-zero scale asked of a generator without that branch is an error.
         """
         supported = bool(getattr(self.generator, "supports_downbeat_cfg", False))
+        hint = f"use 0 (off) to {MAX_GUIDANCE:g}; the shipped model uses 12"
         if value is None:
-            return check_guidance(self.sampling.get("downbeat_cfg", 0.0), "downbeat_cfg") if supported else 0.0
-        scale = check_guidance(value, "downbeat_cfg")
+            return check_guidance(self.sampling.get("downbeat_cfg", 0.0), "downbeat_cfg", hint) if supported else 0.0
+        scale = check_guidance(value, "downbeat_cfg", hint)
         if scale and not supported:
             raise CadenzaError(
                 f"this model ({self.model_id}) has no downbeat guidance",
