@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from control_guidance import ROW, _mean, _row, summarise  # noqa: E402
-from valid_sweep import header, load_for_valid, sweep  # noqa: E402
+from valid_sweep import choose, header, load_for_valid, sweep  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("I", "II", "III")
@@ -48,24 +48,8 @@ def summary(data: dict) -> dict:
     return s
 
 
-def choose(summaries: dict[str, dict], base: str) -> tuple[str, dict[str, str]]:
-    b, why, admissible = summaries[base], {}, {}
-    for name, s in summaries.items():
-        fails = []
-        for key, slack, what in (("melody_accuracy_mean", 1.0, "melody"), ("beat_f1_mean", 1.0, "beat F1"),
-                                 ("bp_melody_f1_mean", 1.0, "basic-pitch melody F1"), ("dsp_beat_f1_mean", 2.5, "DSP beat F1"),
-                                 ("aw_dynamics_r_mean", 0.0, "A-weighted dynamics r")):
-            if s[key] < b[key] - slack - 1e-9:
-                fails.append(f"{what} fell {b[key] - s[key]:.1f}")
-        if s["spectral_flatness_mean"] > 1.25 * b["spectral_flatness_mean"]:
-            fails.append("flatness rose > 25 %")
-        if math.isfinite(b["fad_I"]) and s["fad_I"] > 1.25 * b["fad_I"]:
-            fails.append("FAD rose > 25 %")
-        why[name] = "; ".join(fails) or "admissible"
-        if not fails:
-            admissible[name] = s["score"]
-    best = max(admissible.values())
-    return next(n for n in summaries if n in admissible and admissible[n] >= best - 1.0), why
+FLOORS = (("melody_accuracy_mean", 1.0, "melody"), ("beat_f1_mean", 1.0, "beat F1"), ("bp_melody_f1_mean", 1.0, "basic-pitch melody F1"),
+          ("dsp_beat_f1_mean", 2.5, "DSP beat F1"), ("aw_dynamics_r_mean", 0.0, "A-weighted dynamics r"))
 
 
 def main() -> None:
@@ -80,7 +64,7 @@ def main() -> None:
 
     gen = load_for_valid(args.cases, args.model, args.threads)
     summaries, data, wall = sweep(gen, args.cases, args.work, "dynamics_guidance", args.strengths, summary, prefix="dg")
-    winner, why = choose(summaries, args.strengths[0])
+    winner, why = choose(summaries, args.strengths[0], FLOORS)
     cfg = data["config"]
     lines = [
         *header("Dynamics guidance strength, chosen on valid cases", gen, cfg, args.cases, wall),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from downbeat_guidance import summary  # noqa: E402
 from instrument_following import main as instrument_main  # noqa: E402
-from valid_sweep import header, load_for_valid  # noqa: E402
+from valid_sweep import failures, header, load_for_valid  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ROW = "melody+dynamics+rhythm"
@@ -96,12 +95,8 @@ def classifier_rate(report: Path) -> float:
     return 100 * data["reports"][str(report)][ROW]["classifier"]["rate"]
 
 
-def admissible(a: dict, b: dict) -> list[str]:
-    return [what for ok, what in (
-        (b["controls_mean"] >= a["controls_mean"] - 1, "melody/dynamics/beats"), (b["downbeat_f1_mean"] >= a["downbeat_f1_mean"] - 2, "downbeat F1"),
-        (b["bp_melody_f1_mean"] >= a["bp_melody_f1_mean"] - 1, "basic-pitch F1"), (b["dsp_beat_f1_mean"] >= a["dsp_beat_f1_mean"] - 2.5, "DSP beat F1"),
-        (b["spectral_flatness_mean"] <= 1.25 * a["spectral_flatness_mean"], "flatness"), (not math.isfinite(a["fad_I"]) or b["fad_I"] <= 1.25 * a["fad_I"], "FAD"),
-    ) if not ok]
+FLOORS = (("controls_mean", 1.0, "melody/dynamics/beats"), ("downbeat_f1_mean", 2.0, "downbeat F1"),
+          ("bp_melody_f1_mean", 1.0, "basic-pitch F1"), ("dsp_beat_f1_mean", 2.5, "DSP beat F1"))
 
 
 def main() -> None:
@@ -125,7 +120,7 @@ def main() -> None:
         rows[name] = {**summary(data), "classifier": classifier_rate(Path(args.work) / folder)}
     base_name = next(iter(rows))
     base = rows[base_name]
-    why = {name: "; ".join(admissible(base, s)) or "admissible" for name, s in rows.items()}
+    why = {name: "; ".join(failures(s, base, FLOORS)) or "admissible" for name, s in rows.items()}
     ok = {name: s["classifier"] for name, s in rows.items() if name != base_name and why[name] == "admissible"}
     best = max(ok, key=ok.get) if ok else None
     winner = best if best and ok[best] > base["classifier"] + 100 / 24 else base_name

@@ -8,9 +8,12 @@ the same for both and live here; each script keeps its rule, its summary and its
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+Floor = tuple[str, float, str]  # (summary key, how many points below the baseline it may fall, its name)
 
 
 def load_for_valid(cases: Sequence[str], model: str | None, threads: int):
@@ -46,3 +49,23 @@ def header(title: str, gen, cfg: dict, cases: Sequence[str], wall_s: float, extr
         f"text cfg {cfg['cfg']:g}, control cfg {cfg.get('control_cfg', 0)}{extra_settings}; cases: {', '.join(cases)} ({cfg['n_cases']} cases, "
         f"all three controls); wall {wall_s:.0f} s.", "",
     ]
+
+
+def failures(s: dict, base: dict, floors: Sequence[Floor]) -> list[str]:
+    """Why candidate ``s`` is not admissible against ``base``: each floor it falls through, and
+    spectral flatness or FAD (Table I) more than 25 % above the baseline's."""
+    fails = [f"{what} fell {base[key] - s[key]:.1f}" for key, slack, what in floors if s[key] < base[key] - slack - 1e-9]
+    if s["spectral_flatness_mean"] > 1.25 * base["spectral_flatness_mean"]:
+        fails.append("flatness rose > 25 %")
+    if math.isfinite(base["fad_I"]) and s["fad_I"] > 1.25 * base["fad_I"]:
+        fails.append("FAD rose > 25 %")
+    return fails
+
+
+def choose(summaries: dict[str, dict], base: str, floors: Sequence[Floor]) -> tuple[str, dict[str, str]]:
+    """(winner, why each candidate was or was not admissible): the first admissible candidate, in the
+    order given (weakest first), whose ``score`` is within 1 point of the best admissible score."""
+    why = {name: "; ".join(failures(s, summaries[base], floors)) or "admissible" for name, s in summaries.items()}
+    admissible = {name: summaries[name]["score"] for name, w in why.items() if w == "admissible"}
+    best = max(admissible.values())
+    return next(n for n in summaries if n in admissible and admissible[n] >= best - 1.0), why
