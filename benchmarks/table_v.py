@@ -74,13 +74,33 @@ def model_facts(model_dir: Path) -> dict:
     }
 
 
-def speed_of(generate: dict | None, model_id: str) -> dict:
-    """The 6 s and 60 s rows of ``generate.json`` whose model id is this model's."""
+GUIDANCE_KEYS = ("cfg", "control_cfg", "dynamics_guidance", "downbeat_cfg")  # what a speed row must share with the report
+
+
+def speed_of(generate: dict | None, config: dict) -> dict:
+    """The 6 s and 60 s rows of ``generate.json`` timed with this report's model and guidance settings.
+
+    Why match the settings, not only the model id: ``generate.json`` also times the diffusion
+    model with its control guidance off, at half the cost; that row must not stand for a report
+    scored at the defaults.
+    """
     out = {}
     for row in (generate or {}).get("rows", []):
-        if row.get("model_id") == model_id and not row["system"].startswith("cadenza-control_cfg"):
+        if row.get("model_id") != config["model_id"]:
+            continue
+        if all(row.get(k, 0.0) == config.get(k, 0.0) for k in GUIDANCE_KEYS):
             out[f"{row['duration_s']:g}s"] = {"wall_s": row["wall_s"], "rtf": row["rtf"], "peak_rss_mb": row["peak_rss_mb"]}
     return out
+
+
+def guidance_text(system: dict) -> str:
+    """The guidance terms a system was scored with, zero terms left out."""
+    parts = [f"cfg {system['cfg']:g}", f"control cfg {system['control_cfg']}"]
+    if system.get("dynamics_guidance"):
+        parts.append(f"dynamics guidance {system['dynamics_guidance']:g}")
+    if system.get("downbeat_cfg"):
+        parts.append(f"downbeat cfg {system['downbeat_cfg']:g}")
+    return ", ".join(parts)
 
 
 def model_dir_of(report: dict) -> Path:
@@ -120,8 +140,9 @@ def main() -> None:
         systems.append({
             "name": name, "model_id": report["model_id"], "report": folder, "model_dir": str(model_dir), **facts,
             "decoding": report["config"].get("decoding"), "cfg": report["config"].get("cfg"),
-            "control_cfg": report["config"].get("control_cfg", 0), "steps": None if report["config"].get("decoding") else report["config"].get("steps"),
-            "cases": report["config"]["cases"], "commit_of_report": report["commit"], "speed": speed_of(generate, report["model_id"]), "tables": tables,
+            "control_cfg": report["config"].get("control_cfg", 0), "dynamics_guidance": report["config"].get("dynamics_guidance", 0.0),
+            "downbeat_cfg": report["config"].get("downbeat_cfg", 0.0), "steps": None if report["config"].get("decoding") else report["config"].get("steps"),
+            "cases": report["config"]["cases"], "commit_of_report": report["commit"], "speed": speed_of(generate, report["config"]), "tables": tables,
         })
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result = {"benchmark": "table_v", "git_commit": commit, "systems": systems, "config": vars(args)}
@@ -139,7 +160,7 @@ def main() -> None:
     ]
     for s in systems:
         training = f"{s['train_steps']} steps, {s['train_minutes']} min" if s["train_steps"] else "n/a"
-        decoding = (", ".join(f"{k} {v}" for k, v in s["decoding"].items()) if s["decoding"] else f"{s['steps']} diffusion steps") + f"; cfg {s['cfg']:g}, control cfg {s['control_cfg']}"
+        decoding = (", ".join(f"{k} {v}" for k, v in s["decoding"].items()) if s["decoding"] else f"{s['steps']} diffusion steps") + "; " + guidance_text(s)
         sp6, sp60 = s["speed"].get("6s", {}), s["speed"].get("60s", {})
         rss = max([v["peak_rss_mb"] for v in s["speed"].values()], default=None)
         lines.append(f"| {s['name']} | `{s['model_id']}` | {s['params_M']} | {training} | {decoding} | {sp6.get('wall_s', 'n/a')} | {sp60.get('wall_s', 'n/a')} | {rss or 'n/a'} |")

@@ -194,3 +194,19 @@ def test_token_files_round_trip_and_refuse_mismatches(codec: Codec, folder: Path
     save_tokens(tmp_path / "short.safetensors", codes, codec, wave.shape[-1] * 2)
     with pytest.raises(CadenzaError, match="code frames for"):
         load_tokens(tmp_path / "short.safetensors")
+
+
+def test_building_the_codec_logs_no_deprecation_warning() -> None:
+    """vector-quantize-pytorch 1.34 logs one warning per codebook for the old dead-code argument: loading must stay quiet."""
+    from loguru import logger
+
+    from cadenza.representations.codec.model import CodecNet, CodecNetConfig
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING")
+    try:
+        net = CodecNet(CodecNetConfig(codebooks=3, codebook_size=16, dead_code_threshold=0.02))
+    finally:
+        logger.remove(sink)
+    assert not [line for line in lines if "deprecated" in line], lines
+    assert len(net.quantizer.layers) == 3

@@ -147,6 +147,24 @@ class CodecDecoder(nn.Module):
         return denormalize_log_mel(self.head(x)).transpose(1, 2)  # the head works in the vocoder's [-1, 1] scale
 
 
+def _dead_code_kwargs(config: CodecNetConfig) -> dict[str, float]:
+    """The quantizer's dead-code threshold under the name the installed vector-quantize-pytorch reads.
+
+    Why: newer releases (1.34) renamed ``threshold_ema_dead_code`` to ``dead_code_threshold_ratio``
+    and log a deprecation warning per codebook (12 lines on every ``load_codec``) for the old
+    name; they map the old value to the ratio as ``value / codebook_size`` when it is ≥ 1 and
+    keep it otherwise, which is what this does, so behaviour is the same under either name.
+    """
+    import inspect
+
+    from vector_quantize_pytorch import VectorQuantize
+
+    value = float(config.dead_code_threshold)
+    if "dead_code_threshold_ratio" in inspect.signature(VectorQuantize.__init__).parameters:
+        return {"dead_code_threshold_ratio": value / config.codebook_size if value >= 1.0 else value}
+    return {"threshold_ema_dead_code": value}
+
+
 class CodecNet(nn.Module):
     """Encoder + ResidualVQ + decoder; :meth:`encode` / :meth:`decode` work on whole padded clips."""
 
@@ -159,7 +177,7 @@ class CodecNet(nn.Module):
         self.quantizer = ResidualVQ(
             dim=config.latent_dim, num_quantizers=config.codebooks, codebook_size=config.codebook_size,
             quantize_dropout=True, kmeans_init=True, kmeans_iters=config.kmeans_iters,
-            threshold_ema_dead_code=config.dead_code_threshold, decay=config.ema_decay, commitment_weight=config.commitment_weight,
+            decay=config.ema_decay, commitment_weight=config.commitment_weight, **_dead_code_kwargs(config),
         )
         self.decoder = CodecDecoder(config)
 
