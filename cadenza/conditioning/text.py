@@ -130,10 +130,19 @@ class MiniLMTextEncoder(TextEncoder):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = self.model_path()
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path).eval()
+        # transformers 5 draws a "Loading weights" bar for a local 22 MB model on every first prompt;
+        # Cadenza's CLI has its own progress, so the bar is off while loading and restored after.
+        was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._model = AutoModel.from_pretrained(path).eval()
+        finally:
+            if was_on:
+                hf_logging.enable_progress_bar()
 
     @torch.no_grad()
     def _encode_uncached(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:

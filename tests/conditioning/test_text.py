@@ -59,3 +59,14 @@ def test_minilm_encoder_real_model():
     assert torch.allclose(out.pooled.norm(dim=-1), torch.ones(3), atol=1e-4)
     sim = out.pooled @ out.pooled.T
     assert sim[0, 1] > sim[0, 2]  # semantics: the two piano prompts are closer than piano vs metal
+
+
+def test_minilm_loads_without_drawing_a_progress_bar_and_restores_the_setting(capfd):
+    """transformers 5 draws a weight-loading bar on stderr; the CLI's own progress is the only one a user should see."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    MiniLMTextEncoder().encode(["calm solo piano"])
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # a caller's own setting is left as it was
