@@ -125,6 +125,15 @@ def real_clips(data: Path, split: str) -> tuple[list[np.ndarray], int, list[str]
     return [load_audio(data / r["path"]) for r in rows], SAMPLE_RATE, [r["captions"][0] if r.get("captions") else r["caption"] for r in rows]
 
 
+def report_rows(data: dict) -> list[str]:
+    """Every control-subset row of a report's created cases, in the report's order (text only first)."""
+    seen: dict[str, None] = {}
+    for case in data["cases"]:
+        if case["case"]["kind"] == "created":
+            seen.update(dict.fromkeys(case["rows"]))
+    return list(seen)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reports", nargs="*", help="cadenza eval report folders, each REPORT or REPORT=CACHE when its audio cache is elsewhere (--cache); none: only the real-clip row")
@@ -132,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--classifier", default=None, help="instrument classifier folder (default: the shipped one)")
     ap.add_argument("--data", default="data/corpus-small", help="rendered corpus for the real-clip row (skipped when absent)")
     ap.add_argument("--split", default="test", help="its split for the real-clip row")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help="comma-separated control subsets to judge (e.g. melody,rhythm), or 'all' for every row a report has: which control crowds the prompt out")
     ap.add_argument("--out", default=str(RESULTS), help="folder for instrument_following.md / .json")
     args = ap.parse_args(argv)
 
@@ -159,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
         cache = Path(cache_dir) if cache_dir else folder / "cache"
         data = json.loads((folder / "results.json").read_text())
         entry = {}
-        for row in ROWS:
+        rows = report_rows(data) if args.rows == "all" else [r.strip() for r in args.rows.split(",") if r.strip()]
+        for row in rows:
             waves, prompts, named, sr = [], [], [], None
             for case in data["cases"]:
                 m = re.search(r"played on (.+)\.$", case["case"]["prompt"])

@@ -11,6 +11,12 @@
    multi-resolution STFT loss and, when ``loss.adv_weight`` > 0, the multi-period +
    multi-resolution discriminators' hinge and feature-matching losses.
 
+**Decoder retraining on frozen tokens** (``train.init_from=FOLDER train.freeze_tokens=true``):
+the encoder and codebooks are loaded from a trained codec and never change, so every clip keeps
+its codes and token models trained on them stay valid (the codec's ``token_digest``); only the
+decoder learns (``train.init_parts`` picks what is loaded: a wider decoder,
+``model.decoder_dim``, starts fresh). Quantizer dropout is then one random prefix per clip.
+
 The loop, checkpoints and resume are the runner's; validation (``mel_l1``) is the mel L1 of the
 full codec (all codebooks, rendered by the vocoder) on fixed crops of the valid split, which
 picks the "best" checkpoint; ``mel_l1_half`` is the same at half the codebooks.
@@ -18,6 +24,7 @@ picks the "best" checkpoint; ``mel_l1_half`` is the same at half the codebooks.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
@@ -25,8 +32,10 @@ import torch
 from torch import Tensor
 
 from cadenza.audio import MelConfig, MelSpectrogram
+from cadenza.checkpoint import WEIGHTS_NAME
+from cadenza.errors import CadenzaError
 from cadenza.registry import get_family, register_task
-from cadenza.representations.codec.codec import build_codec
+from cadenza.representations.codec.codec import build_codec, resolve_codec_dir
 from cadenza.representations.discriminators import (
     MultiResolutionSTFTLoss,
     build_discriminators,
@@ -52,6 +61,16 @@ class CodecModule(L.LightningModule):
         self.automatic_optimization = False
         self.config = config
         self.net = build_codec(config)
+        t = config["train"]
+        self.freeze_tokens = bool(t.get("freeze_tokens", False))
+        if t.get("init_from"):
+            init_codec_from(self.net, t["init_from"], t.get("init_parts", list(CODEC_PARTS)))
+        elif self.freeze_tokens:
+            raise CadenzaError("train.freeze_tokens needs train.init_from: the tokens to keep come from a trained codec",
+                               "add train.init_from=cadenza/weights/codec (or another codec folder)")
+        if self.freeze_tokens:
+            self.net.encoder.requires_grad_(False)
+            self.net.quantizer.requires_grad_(False)
         voc = vocoder_section(config)
         self.mel = MelSpectrogram(MelConfig.from_dict(config.get("mel", {})))
         loss = config.get("loss", {})
@@ -77,7 +96,8 @@ class CodecModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.config["train"]
         betas = tuple(t.get("betas", (0.8, 0.99)))
-        opts = [torch.optim.AdamW(self.net.parameters(), lr=t["lr"], betas=betas, weight_decay=t.get("weight_decay", 0.0))]
+        params = self.net.decoder.parameters() if self.freeze_tokens else self.net.parameters()
+        opts = [torch.optim.AdamW(params, lr=t["lr"], betas=betas, weight_decay=t.get("weight_decay", 0.0))]
         if self.adversarial:
             disc = list(self.mpd.parameters()) + list(self.mrd.parameters())
             opts.append(torch.optim.AdamW(disc, lr=t.get("lr_disc", t["lr"]), betas=betas, weight_decay=t.get("weight_decay", 0.0)))
@@ -95,7 +115,10 @@ class CodecModule(L.LightningModule):
             batch = batch[: t.get("wave_batch_size", batch.shape[0]), : t.get("wave_crop_samples", batch.shape[-1])]
         audio = batch[:, : max(batch.shape[-1] // hop, 1) * hop]
         target = self.mel(audio)  # (B, n_mels, 2T + 1)
-        pred, _, commit = self.net(audio)
+        if self.freeze_tokens:
+            pred, commit = self._decode_frozen_tokens(audio), torch.zeros((), device=audio.device)
+        else:
+            pred, _, commit = self.net(audio)
         mel_l1 = (pred - target).abs().mean()
         loss_g = loss_cfg.get("mel_weight", 1.0) * mel_l1 + loss_cfg.get("commit_weight", 1.0) * commit
         logs = {"mel_l1": float(mel_l1.detach()), "commit": float(commit.detach())}
@@ -122,11 +145,48 @@ class CodecModule(L.LightningModule):
             group["lr"] = t["lr"] * self._lr_at(int(self.step_count))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.get("grad_clip", 100.0))
+        torch.nn.utils.clip_grad_norm_([p for p in self.net.parameters() if p.requires_grad], t.get("grad_clip", 100.0))
         opt_g.step()
         self.step_count += 1
         logs["loss_g"] = float(loss_g.detach())
         self.last_log = logs
+
+
+    def _decode_frozen_tokens(self, audio: Tensor) -> Tensor:
+        """The frozen encoder's codes (nearest-codebook search, no EMA bookkeeping), one random prefix per clip, decoded."""
+        with torch.no_grad():
+            codes = self.net.quantize(self.net.latents(audio))
+            k = codes.shape[1]
+            n_q = torch.randint(1, k + 1, (codes.shape[0],), device=codes.device)
+            zq = self.net.dequantize_prefixes(codes, n_q)
+        return self.net.mel(zq)
+
+
+CODEC_PARTS = ("encoder", "quantizer", "decoder")
+
+
+def init_codec_from(net: torch.nn.Module, folder: str | os.PathLike, parts: list[str] | tuple[str, ...]) -> None:
+    """Load the named parts of a trained codec folder's weights into ``net`` (``train.init_from`` / ``train.init_parts``)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    unknown = set(parts) - set(CODEC_PARTS)
+    if unknown or not parts:
+        raise CadenzaError(f"train.init_parts: {', '.join(sorted(unknown)) or 'empty'} is not a codec part", f"choose from {', '.join(CODEC_PARTS)}")
+    path = resolve_codec_dir(folder) / WEIGHTS_NAME
+    try:
+        weights = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise CadenzaError(f"train.init_from: cannot read {path} ({str(exc).splitlines()[0]})",
+                           "pass a codec folder written by cadenza train codec, e.g. cadenza/weights/codec") from None
+    own = net.state_dict()
+    chosen = {k: v for k, v in weights.items() if k.split(".", 1)[0] in parts}
+    missing = [k for k in own if k.split(".", 1)[0] in parts and k not in chosen]
+    wrong = [k for k, v in chosen.items() if k not in own or own[k].shape != v.shape]
+    if missing or wrong:
+        raise CadenzaError(f"train.init_from: {folder}'s {'/'.join(parts)} do not fit this config ({len(missing)} missing, {len(wrong)} of another shape, e.g. {(missing + wrong)[0]})",
+                           "use the codec's own model sizes for the parts you load (its config.json 'model'), or load fewer parts (train.init_parts)")
+    net.load_state_dict(chosen, strict=False)
 
 
 @torch.no_grad()
@@ -158,7 +218,7 @@ class CodecTask(VocoderTask):
     def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
         """k-means-initialise the codebooks on ``data.init_batches`` batches at once (one batch has fewer vectors than a codebook)."""
         n = int(config.get("data", {}).get("init_batches", 8))
-        if n <= 0:
+        if n <= 0 or config["train"].get("init_from"):  # loaded codebooks are already initialised
             return
         stream = iter(spec.dataset)
         audio = torch.stack([next(stream) for _ in range(n * spec.batch_size)])

@@ -59,15 +59,22 @@ def test_decode_refuses_damaged_and_foreign_tokens(debug_codec_folder: Path, son
     (tmp_path / "cut.safetensors").write_bytes(data[:-5])
     assert main(["codec", "decode", str(tmp_path / "cut.safetensors"), "--model", str(debug_codec_folder), "--out", str(tmp_path / "o.wav")]) == 2
     _one_error(capsys, "not a readable token file")
-    other = tmp_path / "other"  # the same network, other weights: another model id
-    other.mkdir()
-    (other / "config.json").write_bytes((debug_codec_folder / "config.json").read_bytes())
     from safetensors.torch import load_file, save_file
 
-    state = load_file(str(debug_codec_folder / "model.safetensors"))
-    state["decoder.head.bias"] = state["decoder.head.bias"] + 1
-    save_file(state, str(other / "model.safetensors"))
-    assert main(["codec", "decode", str(tokens), "--model", str(other), "--out", str(tmp_path / "o.wav")]) == 2
+    def variant(name: str, key: str) -> Path:
+        """The same network with one tensor changed: another model id."""
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_bytes((debug_codec_folder / "config.json").read_bytes())
+        state = load_file(str(debug_codec_folder / "model.safetensors"))
+        state[key] = state[key] + 1
+        save_file(state, str(folder / "model.safetensors"))
+        return folder
+
+    # another decoder, the same encoder and codebooks: the same token space, so the file decodes
+    assert main(["codec", "decode", str(tokens), "--model", str(variant("decoder", "decoder.head.bias")), "--out", str(tmp_path / "d.wav")]) == 0
+    capsys.readouterr()
+    assert main(["codec", "decode", str(tokens), "--model", str(variant("encoder", "encoder.proj.bias")), "--out", str(tmp_path / "o.wav")]) == 2
     _one_error(capsys, "written by codec cadenza-codec-debug@")
 
 

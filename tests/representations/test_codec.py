@@ -177,7 +177,12 @@ def test_token_files_round_trip_and_refuse_mismatches(codec: Codec, folder: Path
     check_tokens(tok, codec, path)
     assert tok.n_q == 3 and tok.n_samples == wave.shape[-1] and torch.equal(tok.codes, codes)
     assert codec.decode(tok.codes, n_samples=tok.n_samples).shape == wave.shape
-    other = Codec(codec.net, codec.vocoder, codec.config, "cadenza-codec-other@123456789abc")
+    import copy
+
+    net = copy.deepcopy(codec.net)
+    with torch.no_grad():
+        net.encoder.proj.weight.add_(0.1)  # another encoder: another token space
+    other = Codec(net, codec.vocoder, codec.config, "cadenza-codec-other@123456789abc")
     with pytest.raises(CadenzaError, match="written by codec cadenza-codec-debug"):
         check_tokens(tok, other, path)
     data = path.read_bytes()
@@ -210,3 +215,55 @@ def test_building_the_codec_logs_no_deprecation_warning() -> None:
         logger.remove(sink)
     assert not [line for line in lines if "deprecated" in line], lines
     assert len(net.quantizer.layers) == 3
+
+
+def test_a_decoder_retrained_on_frozen_tokens_keeps_the_token_space(folder: Path, codec: Codec, tmp_path: Path) -> None:
+    """train.freeze_tokens: encoder and codebooks stay bit for bit, so old codes and token files still decode; a wider decoder is allowed."""
+    from cadenza.representations.codec.tokens import TokenFile
+    from cadenza.train.runner import fit
+    from cadenza.train.tasks import get_task, load_task_config
+
+    task = get_task("codec")
+    cfg = load_task_config(task, "debug", ["train.max_steps=6", "data.val_clips=0", "log.every_steps=1", "checkpoint.every_steps=0", "log.progress=false",
+                                           f"train.init_from={folder}", "train.freeze_tokens=true", 'train.init_parts=["encoder","quantizer"]',
+                                           "model.decoder_dim=24"])
+    retrained = load_codec(fit(task, cfg, tmp_path / "run"))
+    assert retrained.model_id != codec.model_id and retrained.token_digest == codec.token_digest
+    wave = _tone(0.7, 3)
+    codes = codec.encode(wave)
+    assert torch.equal(retrained.encode(wave), codes)
+    assert not torch.allclose(retrained.decode_mel(codes), codec.decode_mel(codes))  # the decoder did learn (and is wider)
+    path = save_tokens(tmp_path / "old.safetensors", codes[0], codec, wave.shape[-1])
+    check_tokens(load_tokens(path), retrained, path)  # the old codec's file is the new one's too
+    foreign = TokenFile(**{**vars(load_tokens(path)), "token_digest": "000000000000"})
+    with pytest.raises(CadenzaError, match="written by codec"):
+        check_tokens(foreign, retrained, path)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines() if "mel_l1" in line]
+    assert all(row["commit"] == 0.0 for row in log)  # the codebooks are not trained
+
+
+def test_token_models_accept_a_codec_with_their_token_space_only(codec: Codec) -> None:
+    from cadenza.generators.tokens.generator import check_codec
+
+    config = {"model": {"codebooks": codec.codebooks, "cardinality": codec.cardinality},
+              "codec_info": {"model_id": "cadenza-codec-old@111111111111", "token_digest": codec.token_digest}}
+    check_codec(config, codec, codec.model_id, None)  # another decoder, the same tokens
+    with pytest.raises(CadenzaError, match="not the ones the model was trained on"):
+        check_codec({**config, "codec_info": {**config["codec_info"], "token_digest": "222222222222"}}, codec, codec.model_id, None)
+    with pytest.raises(CadenzaError, match="not the ones the model was trained on"):
+        check_codec({**config, "codec_info": {"model_id": "cadenza-codec-old@111111111111"}}, codec, codec.model_id, None)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["train.freeze_tokens=true"], "needs train.init_from"),
+    (["train.init_from=/nonexistent/codec"], "cannot read"),
+    (['train.init_parts=["encoder","nose"]', "train.init_from=default"], "not a codec part"),
+    (["train.init_from=default"], "do not fit this config"),  # the shipped codec's sizes are not the debug config's
+])
+def test_bad_init_from_is_one_clear_error(overrides: list[str], words: str, tmp_path: Path) -> None:
+    from cadenza.train.codec import CodecModule
+    from cadenza.train.tasks import get_task, load_task_config
+
+    cfg = load_task_config(get_task("codec"), "debug", overrides)
+    with pytest.raises(CadenzaError, match=words):
+        CodecModule(cfg)

@@ -89,6 +89,7 @@ def codec_info(rep: Any, model_id: str) -> dict:
         "codebooks": int(rep.codebooks), "cardinality": int(rep.cardinality), "frame_rate": float(rep.frame_rate),
         "sample_rate": int(rep.sample_rate), "model_id": model_id,
         "codec_codebooks": int(getattr(rep, "full_codebooks", rep.codebooks)),
+        **({"token_digest": str(rep.token_digest)} if getattr(rep, "token_digest", None) else {}),
     }
 
 
@@ -140,11 +141,14 @@ def check_codec(config: dict, rep: Any, model_id: str, folder: Path | None) -> N
             f"{want['codebooks']} of {want['cardinality']}",
             "load the model with the codec it was trained on (config 'codec')",
         )
-    recorded = (config.get("codec_info") or {}).get("model_id")
-    if recorded and recorded != model_id:
+    info = config.get("codec_info") or {}
+    recorded, tokens = info.get("model_id"), info.get("token_digest")
+    # a codec whose decoder was retrained on frozen tokens (same encoder and codebooks) gives the same codes: accepted
+    same_tokens = bool(tokens) and tokens == getattr(rep, "token_digest", None)
+    if recorded and recorded != model_id and not same_tokens:
         raise CadenzaError(
             f"{where}the codec's weights ({model_id}) are not the ones the model was trained on ({recorded})",
-            "point 'codec' at the codec folder the model was trained with",
+            "point 'codec' at the codec folder the model was trained with (or one whose decoder was retrained on its tokens)",
         )
 
 

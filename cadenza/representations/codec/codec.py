@@ -52,6 +52,15 @@ class Codec:
     discrete = True  # a Representation (cadenza.protocols) of integer codes
 
     @property
+    def token_digest(self) -> str:
+        """What fixes the token space (encoder + codebooks, :meth:`CodecNet.token_digest`): codecs that share it give every clip the same codes."""
+        digest = self.__dict__.get("_token_digest")
+        if digest is None:
+            digest = self.net.token_digest()
+            self.__dict__["_token_digest"] = digest
+        return digest
+
+    @property
     def sample_rate(self) -> int:
         return int(self.net.config.sample_rate)
 

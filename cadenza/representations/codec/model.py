@@ -52,6 +52,8 @@ class CodecNetConfig:
     decoder_layers: int = 4  # at 43 Hz
     decoder_post_layers: int = 2  # at 86 Hz, after the split
     latent_dim: int = 32  # the codebook vectors' size
+    decoder_dim: int | None = None  # the decoder's width (None: ``dim``); a decoder can be retrained wider on frozen tokens
+    decoder_intermediate_dim: int | None = None  # its ConvNeXt MLP width (None: ``intermediate_dim``)
     codebooks: int = 8
     codebook_size: int = 1024
     n_mels: int = 128
@@ -73,8 +75,8 @@ class CodecNetConfig:
         config = cls(**data)
         if config.n_fft % config.frame_hop or config.n_fft < 2 * config.frame_hop:
             raise CadenzaError(f"codec config: n_fft ({config.n_fft}) must be a multiple of frame_hop ({config.frame_hop}), at least twice it")
-        for key in ("codebooks", "codebook_size", "dim", "latent_dim", "n_mels"):
-            if int(getattr(config, key)) < 1:
+        for key in ("codebooks", "codebook_size", "dim", "latent_dim", "n_mels", "decoder_dim", "decoder_intermediate_dim"):
+            if getattr(config, key) is not None and int(getattr(config, key)) < 1:
                 raise CadenzaError(f"codec config: {key} must be positive, got {getattr(config, key)}")
         return config
 
@@ -82,9 +84,10 @@ class CodecNetConfig:
         return asdict(self)
 
 
-def _blocks(config: CodecNetConfig, n: int) -> nn.ModuleList:
+def _blocks(config: CodecNetConfig, n: int, dim: int | None = None, intermediate: int | None = None) -> nn.ModuleList:
     scale = 1.0 / max(n, 1)
-    return nn.ModuleList(ConvNeXtBlock(config.dim, config.intermediate_dim, config.kernel_size, scale) for _ in range(n))
+    dim, intermediate = dim or config.dim, intermediate or config.intermediate_dim
+    return nn.ModuleList(ConvNeXtBlock(dim, intermediate, config.kernel_size, scale) for _ in range(n))
 
 
 class CodecEncoder(nn.Module):
@@ -130,11 +133,13 @@ class CodecDecoder(nn.Module):
     def __init__(self, config: CodecNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed = nn.Linear(config.latent_dim, config.dim)
-        self.blocks = _blocks(config, config.decoder_layers)
-        self.split = nn.Linear(config.dim, 2 * config.dim)  # one code frame → two mel frames
-        self.post = _blocks(config, config.decoder_post_layers)
-        self.head = nn.Linear(config.dim, config.n_mels)
+        dim = config.decoder_dim or config.dim
+        intermediate = config.decoder_intermediate_dim or config.intermediate_dim
+        self.embed = nn.Linear(config.latent_dim, dim)
+        self.blocks = _blocks(config, config.decoder_layers, dim, intermediate)
+        self.split = nn.Linear(dim, 2 * dim)  # one code frame → two mel frames
+        self.post = _blocks(config, config.decoder_post_layers, dim, intermediate)
+        self.head = nn.Linear(dim, config.n_mels)
 
     def forward(self, z: Tensor) -> Tensor:
         x = self.embed(z)
@@ -239,6 +244,36 @@ class CodecNet(nn.Module):
         k = codes.shape[1]
         books = torch.stack([layer.codebook for layer in self.quantizer.layers[:k]])  # (K, size, D)
         return books[torch.arange(k, device=codes.device)[None, :, None], codes].sum(dim=1)
+
+    def dequantize_prefixes(self, codes: Tensor, n_q: Tensor) -> Tensor:
+        """Codes (B, K, T) and a prefix length per clip (B,) in 1..K → each clip's sum of its first ``n_q[b]`` levels.
+
+        Quantizer dropout for a decoder trained on frozen tokens: every prefix is drawn, one per
+        clip, so the decoder learns to render any bitrate the codec offers.
+        """
+        k = codes.shape[1]
+        books = torch.stack([layer.codebook for layer in self.quantizer.layers[:k]])  # (K, size, D)
+        vectors = books[torch.arange(k, device=codes.device)[None, :, None], codes]  # (B, K, T, D)
+        keep = (torch.arange(k, device=codes.device)[None, :] < n_q[:, None]).to(vectors.dtype)  # (B, K)
+        return (vectors * keep[:, :, None, None]).sum(dim=1)
+
+    def token_digest(self) -> str:
+        """Short sha256 of what fixes the token space: the encoder's weights and the codebooks.
+
+        Why: the codes a clip gets depend on these alone, so a decoder retrained on frozen tokens
+        keeps the digest, and token models trained on the old decoder's tokens stay valid with it.
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+        state = self.encoder.state_dict()
+        for name in sorted(state):
+            h.update(name.encode())
+            h.update(state[name].detach().float().contiguous().cpu().numpy().tobytes())
+        for i, layer in enumerate(self.quantizer.layers):
+            h.update(f"codebook.{i}".encode())
+            h.update(layer.codebook.detach().float().contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()[:12]
 
     def mel(self, zq: Tensor) -> Tensor:
         """Quantized latents (B, T, D) → log-mel (B, n_mels, 2T + 1) on the vocoder's grid (last frame repeated)."""

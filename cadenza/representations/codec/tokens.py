@@ -35,6 +35,7 @@ class TokenFile:
     frame_rate: float
     sample_rate: int
     n_samples: int
+    token_digest: str = ""  # the writing codec's token space (files from before it was recorded: "")
 
 
 def save_tokens(path: str | os.PathLike, codes: torch.Tensor, codec, n_samples: int) -> Path:
@@ -48,7 +49,7 @@ def save_tokens(path: str | os.PathLike, codes: torch.Tensor, codec, n_samples: 
     meta = {
         "format": FORMAT, "version": VERSION, "model_id": codec.model_id, "n_q": str(int(c.shape[0])),
         "codebooks": str(codec.codebooks), "cardinality": str(codec.cardinality), "frame_rate": repr(float(codec.frame_rate)),
-        "sample_rate": str(codec.sample_rate), "n_samples": str(int(n_samples)),
+        "sample_rate": str(codec.sample_rate), "n_samples": str(int(n_samples)), "token_digest": str(getattr(codec, "token_digest", "")),
     }
     return save_safetensors_atomic(path, {"codes": c.to(dtype)}, metadata=meta)
 
@@ -77,7 +78,8 @@ def load_tokens(path: str | os.PathLike) -> TokenFile:
         raise CadenzaError(f"{path}: token file version {meta.get('version')!r}, this Cadenza reads {VERSION}", "encode the audio again")
     try:
         info = dict(model_id=str(meta["model_id"]), n_q=int(meta["n_q"]), codebooks=int(meta["codebooks"]), cardinality=int(meta["cardinality"]),
-                    frame_rate=float(meta["frame_rate"]), sample_rate=int(meta["sample_rate"]), n_samples=int(meta["n_samples"]))
+                    frame_rate=float(meta["frame_rate"]), sample_rate=int(meta["sample_rate"]), n_samples=int(meta["n_samples"]),
+                    token_digest=str(meta.get("token_digest", "")))
     except (KeyError, ValueError) as exc:
         raise CadenzaError(f"{path}: token file metadata is damaged ({type(exc).__name__}: {exc})", "encode the audio again") from None
     if codes.is_floating_point() or codes.dim() != 2 or codes.shape[0] != info["n_q"] or codes.shape[1] == 0:
@@ -89,8 +91,13 @@ def load_tokens(path: str | os.PathLike) -> TokenFile:
 
 
 def check_tokens(tokens: TokenFile, codec, path: str | os.PathLike = "tokens") -> None:
-    """Refuse tokens that ``codec`` did not write (another model, rate, codebook) with one clear error."""
-    if tokens.model_id != codec.model_id:
+    """Refuse tokens that ``codec`` did not write (another model, rate, codebook) with one clear error.
+
+    A codec whose decoder was retrained on frozen tokens has another model id but the same token
+    digest: it reads the old codec's files.
+    """
+    same_tokens = bool(tokens.token_digest) and tokens.token_digest == getattr(codec, "token_digest", None)
+    if tokens.model_id != codec.model_id and not same_tokens:
         raise CadenzaError(f"{path}: written by codec {tokens.model_id}, but the model is {codec.model_id}",
                            "decode with the codec that encoded it (--model), or encode the audio again")
     mismatched = [name for name, mine in (("sample_rate", codec.sample_rate), ("cardinality", codec.cardinality), ("codebooks", codec.codebooks))
