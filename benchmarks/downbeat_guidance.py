@@ -7,7 +7,7 @@ defaults (control guidance and dynamics guidance included), all three controls. 
 are not read here.
 
 The rule, fixed before the first probe (scales 0, 2, 5) was seen; 8 and 12 were added because the
-probe's best lay at the edge of its grid:
+probe's best lay at the edge of its grid, and 16 and 20 a session later because 12 was again at the edge:
 
 1. score = mean downbeat F1 (the shipped neural tracker) of the all-three row over Tables I, II, III;
 2. a candidate is admissible only if the rest holds, on the same row averaged over the tables:
@@ -63,7 +63,7 @@ COLS = (
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", nargs="+", default=["runs/eval/valid-extracted", "runs/eval/valid-created"])
-    ap.add_argument("--scales", nargs="+", default=["0", "2", "5", "8", "12"], help="candidates, weakest first; the first is the baseline")
+    ap.add_argument("--scales", nargs="+", default=["0", "2", "5", "8", "12", "16", "20"], help="candidates, weakest first; the first is the baseline")
     ap.add_argument("--model", default=None)
     ap.add_argument("--work", default="runs/eval/downbeat-guidance-valid")
     ap.add_argument("--threads", type=int, default=2)
