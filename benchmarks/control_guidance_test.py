@@ -85,8 +85,11 @@ def main() -> None:
         f"commits `{off['commit'][:12]}` / `{on['commit'][:12]}`. The all-three-controls row; Δ = paired per-case difference, "
         "[95 % bootstrap interval over cases].", "",
     ]
+    # columns named by the setting when both reports have it on (e.g. downbeat 12 vs 16), else off / on
+    both_on = all(float(c["config"].get(k) or 0) for c in (off, on) for k in settings)
+    names = [", ".join(f"{shown(c['config'], k)}" for k in settings) for c in (off, on)] if both_on else ["off", "on"]
     for table, title in TABLES.items():
-        lines += [f"## {title}", "", "| metric | off | on | Δ [95 % interval] | cases |", "|---|---:|---:|---|---:|"]
+        lines += [f"## {title}", "", f"| metric | {names[0]} | {names[1]} | Δ [95 % interval] | cases |", "|---|---:|---:|---|---:|"]
         result["tables"][table] = {}
         for where, key, label in METRICS:
             scale = {"clap": 1.0, "spectral_flatness": 1000.0}.get(key, 100.0)
