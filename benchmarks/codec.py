@@ -114,8 +114,11 @@ def melody_agreement(melody, given: list, wave: torch.Tensor, sample_rate: int) 
     return float(np.mean(scores))
 
 
-def quality_rows(codec, voc, audio: torch.Tensor, n_qs: list[int]) -> list[dict]:
-    """Mel L1, MR-STFT and melody agreement per method on (B, N) clips (per-clip mel L1 kept for the ratio's interval)."""
+def quality_rows(codec, voc, audio: torch.Tensor, n_qs: list[int], label: str = "cadenza codec", references: bool = True) -> list[dict]:
+    """Mel L1, MR-STFT and melody agreement per method on (B, N) clips (per-clip mel L1 kept for the ratio's interval).
+
+    ``label`` names the codec's rows; ``references`` adds the vocoder and Griffin-Lim on the true mel.
+    """
     from cadenza.controls.registry import control
 
     mel_fn, mrstft, melody = MelSpectrogram(voc.mel_config), MultiResolutionSTFTLoss(), control("melody")
@@ -124,9 +127,10 @@ def quality_rows(codec, voc, audio: torch.Tensor, n_qs: list[int]) -> list[dict]
     candidates: list[tuple[str, float | None, torch.Tensor]] = []
     with torch.inference_mode():
         for k in n_qs:
-            candidates.append((f"cadenza codec, n_q {k}", codec.bitrate(k), codec.decode(codec.encode(audio, n_q=k), n_samples=audio.shape[-1])))
-        candidates.append(("cadenza mel vocoder on the true mel (shipped)", None, voc.decode(logmel)))
-        candidates.append(("Griffin-Lim (32 it) on the true mel", None, griffin_lim(logmel, voc.mel_config, n_iter=32)))
+            candidates.append((f"{label}, n_q {k}", codec.bitrate(k), codec.decode(codec.encode(audio, n_q=k), n_samples=audio.shape[-1])))
+        if references:
+            candidates.append(("cadenza mel vocoder on the true mel (shipped)", None, voc.decode(logmel)))
+            candidates.append(("Griffin-Lim (32 it) on the true mel", None, griffin_lim(logmel, voc.mel_config, n_iter=32)))
         rows = []
         for name, bps, wave in candidates:
             n = min(wave.shape[-1], audio.shape[-1])
@@ -149,6 +153,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--previous", default=None, help="another codec folder scored on the same clips (e.g. the one --model replaces), with paired ratios")
     parser.add_argument("--out-name", default="codec")
     args = parser.parse_args()
     torch.manual_seed(SEED)
@@ -188,8 +193,18 @@ def main() -> None:
 
     audio = heldout_crops(args.manifest, args.clips, args.clip_seconds, seed=SEED, split=args.split, per_work=args.per_work)
     rows = quality_rows(codec, voc, audio, n_qs)
+    paired = []
+    if args.previous:
+        previous = load_codec(args.previous)
+        old = quality_rows(previous, voc, audio, n_qs, label=f"previous codec `{previous.model_id}`", references=False)
+        picks = np.random.default_rng(SEED).integers(0, len(audio), size=(2000, len(audio)))
+        for k, new_row, old_row in zip(n_qs, rows, old):
+            boot = new_row["_per_clip"][picks].mean(axis=1) / old_row["_per_clip"][picks].mean(axis=1)
+            paired.append({"n_q": k, "ratio": round(new_row["mel_l1"] / old_row["mel_l1"], 3),
+                           "ci95": [round(float(np.percentile(boot, 2.5)), 3), round(float(np.percentile(boot, 97.5)), 3)]})
+        rows = rows[: len(n_qs)] + old + rows[len(n_qs):]
     vocoder_row = next(r for r in rows if r["method"].startswith("cadenza mel vocoder"))
-    within = [r for r in rows if r["kbps"] is not None and r["kbps"] <= GOAL_KBPS]
+    within = [r for r in rows if r["kbps"] is not None and r["kbps"] <= GOAL_KBPS and r["method"].startswith("cadenza codec")]
     best = min(within, key=lambda r: r["mel_l1"]) if within else None
     ratio = ci = None
     if best is not None:
@@ -208,7 +223,7 @@ def main() -> None:
                    "frame_rate": codec.frame_rate, "training": codec.config.get("training"), "threads": args.threads, "repeats": args.repeats,
                    "manifest": manifest, "split": args.split, "clips": len(audio), "clip_seconds": args.clip_seconds, "per_work": args.per_work,
                    "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}", "load_average": load0},
-        "git_commit": commit, "seed": SEED, "speed": speed, "quality": rows,
+        "git_commit": commit, "seed": SEED, "speed": speed, "quality": rows, "previous": args.previous, "paired_with_previous": paired,
         "goal": {"best_within_6kbps": best and best["method"], "mel_l1_over_vocoder": ratio, "ci95": ci, "ratio_goal": GOAL_RATIO,
                  "rtf": ours_rtf, "rtf_goal": GOAL_RTF},
     }
@@ -222,6 +237,9 @@ def main() -> None:
     md += [f"| {r['method']} | {r['kbps'] if r['kbps'] is not None else '-'} | {r['mel_l1']} | {r['mrstft']} | {r['melody_accuracy']} |" for r in rows]
     md += ["", "Melody agreement: the melody control (chroma argmax per frame) extracted from the output, scored against the one "
            "extracted from the clip (`cadenza.controls.registry.control('melody').score`): 1.0 = the same tune frame by frame."]
+    if paired:
+        md += ["", f"Against the previous codec on the same clips (mel L1 ratio, this / previous; 95 % bootstrap interval over clips): "
+               + "; ".join(f"n_q {p['n_q']} {p['ratio']} [{p['ci95'][0]}, {p['ci95'][1]}]" for p in paired) + "."]
     if best is not None:
         md += ["", f"Goal (issue #19): at ≤ {GOAL_KBPS:g} kbps, mel L1 within {GOAL_RATIO}x of the mel vocoder's. Best at ≤ {GOAL_KBPS:g} kbps: "
                f"{best['method']} ({best['kbps']} kbps), {ratio}x the vocoder's mel L1 (95 % bootstrap interval over clips {ci[0]}–{ci[1]}): "
