@@ -24,7 +24,6 @@ requested duration — or as raw frame arrays, which must already have one row p
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -443,9 +442,8 @@ class Cadenza:
         Like dynamics guidance, a non-zero scale asked of a generator without that branch is an error.
         """
         supported = bool(getattr(self.generator, "supports_downbeat_cfg", False))
-        default = self.sampling.get("downbeat_cfg", 0.0) if supported else 0.0
-        default = default if isinstance(default, (int, float)) and not isinstance(default, bool) and math.isfinite(default) else 0.0
-        hint = f"use 0 (off) to {MAX_GUIDANCE:g}" + (f"; this model's default is {default:g}" if default else "")
+        default = self.sampling.get("downbeat_cfg") if supported else None
+        hint = f"use 0 (off) to {MAX_GUIDANCE:g}" + (f"; this model's default is {default}" if default else "")
         if value is None:
             return check_guidance(self.sampling.get("downbeat_cfg", 0.0), "downbeat_cfg", hint) if supported else 0.0
         scale = check_guidance(value, "downbeat_cfg", hint)

@@ -63,11 +63,11 @@ class CodecModule(L.LightningModule):
         self.net = build_codec(config)
         t = config["train"]
         self.freeze_tokens = bool(t.get("freeze_tokens", False))
+        if self.freeze_tokens and not {"encoder", "quantizer"} <= set(loaded_parts(t)):
+            raise CadenzaError("train.freeze_tokens needs the encoder and codebooks of a trained codec: the tokens to keep come from it",
+                               "add train.init_from=cadenza/weights/codec (or another codec folder), with encoder and quantizer in train.init_parts")
         if t.get("init_from"):
-            init_codec_from(self.net, t["init_from"], t.get("init_parts", list(CODEC_PARTS)))
-        elif self.freeze_tokens:
-            raise CadenzaError("train.freeze_tokens needs train.init_from: the tokens to keep come from a trained codec",
-                               "add train.init_from=cadenza/weights/codec (or another codec folder)")
+            init_codec_from(self.net, t["init_from"], loaded_parts(t))
         if self.freeze_tokens:
             self.net.encoder.requires_grad_(False)
             self.net.quantizer.requires_grad_(False)
@@ -158,11 +158,19 @@ class CodecModule(L.LightningModule):
             codes = self.net.quantize(self.net.latents(audio))
             k = codes.shape[1]
             n_q = torch.randint(1, k + 1, (codes.shape[0],), device=codes.device)
-            zq = self.net.dequantize_prefixes(codes, n_q)
+            zq = self.net.dequantize(codes, n_q)
         return self.net.mel(zq)
 
 
 CODEC_PARTS = ("encoder", "quantizer", "decoder")
+
+
+def loaded_parts(train: dict) -> list[str]:
+    """The codec parts ``train.init_from`` loads (``train.init_parts``, one name or a list; all by default); none without ``init_from``."""
+    if not train.get("init_from"):
+        return []
+    parts = train.get("init_parts") or list(CODEC_PARTS)
+    return [parts] if isinstance(parts, str) else list(parts)
 
 
 def init_codec_from(net: torch.nn.Module, folder: str | os.PathLike, parts: list[str] | tuple[str, ...]) -> None:
@@ -218,7 +226,7 @@ class CodecTask(VocoderTask):
     def prepare(self, module: Any, spec: DataSpec, config: dict) -> None:
         """k-means-initialise the codebooks on ``data.init_batches`` batches at once (one batch has fewer vectors than a codebook)."""
         n = int(config.get("data", {}).get("init_batches", 8))
-        if n <= 0 or config["train"].get("init_from"):  # loaded codebooks are already initialised
+        if n <= 0 or "quantizer" in loaded_parts(config["train"]):  # loaded codebooks are already initialised
             return
         stream = iter(spec.dataset)
         audio = torch.stack([next(stream) for _ in range(n * spec.batch_size)])

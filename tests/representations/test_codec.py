@@ -255,7 +255,8 @@ def test_token_models_accept_a_codec_with_their_token_space_only(codec: Codec) -
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["train.freeze_tokens=true"], "needs train.init_from"),
+    (["train.freeze_tokens=true"], "needs the encoder and codebooks"),
+    (["train.freeze_tokens=true", "train.init_from=default", 'train.init_parts=["decoder"]'], "needs the encoder and codebooks"),
     (["train.init_from=/nonexistent/codec"], "cannot read"),
     (['train.init_parts=["encoder","nose"]', "train.init_from=default"], "not a codec part"),
     (["train.init_from=default"], "do not fit this config"),  # the shipped codec's sizes are not the debug config's
@@ -267,3 +268,13 @@ def test_bad_init_from_is_one_clear_error(overrides: list[str], words: str, tmp_
     cfg = load_task_config(get_task("codec"), "debug", overrides)
     with pytest.raises(CadenzaError, match=words):
         CodecModule(cfg)
+
+
+def test_the_parts_init_from_loads_decide_whether_codebooks_are_k_means_initialised() -> None:
+    """k-means is skipped only when the codebooks come from the loaded codec (``loaded_parts`` is what ``prepare`` asks)."""
+    from cadenza.train.codec import CODEC_PARTS, loaded_parts
+
+    assert loaded_parts({"init_parts": ["encoder"]}) == []  # nothing is loaded without init_from
+    assert loaded_parts({"init_from": "default"}) == list(CODEC_PARTS)
+    assert loaded_parts({"init_from": "default", "init_parts": "encoder"}) == ["encoder"]
+    assert "quantizer" not in loaded_parts({"init_from": "default", "init_parts": ["encoder", "decoder"]})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,10 @@ class Codec:
     model_id: str = ""
     discrete = True  # a Representation (cadenza.protocols) of integer codes
 
-    @property
+    @cached_property
     def token_digest(self) -> str:
         """What fixes the token space (encoder + codebooks, :meth:`CodecNet.token_digest`): codecs that share it give every clip the same codes."""
-        digest = self.__dict__.get("_token_digest")
-        if digest is None:
-            digest = self.net.token_digest()
-            self.__dict__["_token_digest"] = digest
-        return digest
+        return self.net.token_digest()
 
     @property
     def sample_rate(self) -> int:

@@ -239,23 +239,19 @@ class CodecNet(nn.Module):
             codes.append(idx)
         return torch.stack(codes, dim=1)
 
-    def dequantize(self, codes: Tensor) -> Tensor:
-        """Codes (B, K, T), any K ≤ codebooks → the summed codebook vectors (B, T, latent_dim)."""
-        k = codes.shape[1]
-        books = torch.stack([layer.codebook for layer in self.quantizer.layers[:k]])  # (K, size, D)
-        return books[torch.arange(k, device=codes.device)[None, :, None], codes].sum(dim=1)
+    def dequantize(self, codes: Tensor, n_q: Tensor | None = None) -> Tensor:
+        """Codes (B, K, T), any K ≤ codebooks → the summed codebook vectors (B, T, latent_dim).
 
-    def dequantize_prefixes(self, codes: Tensor, n_q: Tensor) -> Tensor:
-        """Codes (B, K, T) and a prefix length per clip (B,) in 1..K → each clip's sum of its first ``n_q[b]`` levels.
-
-        Quantizer dropout for a decoder trained on frozen tokens: every prefix is drawn, one per
-        clip, so the decoder learns to render any bitrate the codec offers.
+        ``n_q`` (B,) in 1..K keeps only each clip's first ``n_q[b]`` levels: quantizer dropout for
+        a decoder trained on frozen tokens, one random prefix per clip, so it learns every bitrate.
         """
         k = codes.shape[1]
         books = torch.stack([layer.codebook for layer in self.quantizer.layers[:k]])  # (K, size, D)
         vectors = books[torch.arange(k, device=codes.device)[None, :, None], codes]  # (B, K, T, D)
-        keep = (torch.arange(k, device=codes.device)[None, :] < n_q[:, None]).to(vectors.dtype)  # (B, K)
-        return (vectors * keep[:, :, None, None]).sum(dim=1)
+        if n_q is not None:
+            keep = (torch.arange(k, device=codes.device)[None, :] < n_q[:, None]).to(vectors.dtype)  # (B, K)
+            vectors = vectors * keep[:, :, None, None]
+        return vectors.sum(dim=1)
 
     def token_digest(self) -> str:
         """Short sha256 of what fixes the token space: the encoder's weights and the codebooks.
