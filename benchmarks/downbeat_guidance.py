@@ -22,7 +22,6 @@ probe's best lay at the edge of its grid, and 16 and 20 a session later because 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from control_guidance import _mean, _row  # noqa: E402
 from dynamics_guidance import summary as dynamics_summary  # noqa: E402
-from valid_sweep import choose, header, load_for_valid, sweep  # noqa: E402
+from valid_sweep import choose, header, load_for_valid, sweep, sweep_arguments  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("I", "II", "III")
@@ -61,14 +60,8 @@ COLS = (
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", nargs="+", default=["runs/eval/valid-extracted", "runs/eval/valid-created"])
-    ap.add_argument("--scales", nargs="+", default=["0", "2", "5", "8", "12", "16", "20"], help="candidates, weakest first; the first is the baseline")
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--work", default="runs/eval/downbeat-guidance-valid")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(RESULTS / "downbeat_guidance.md"))
-    args = ap.parse_args()
+    args = sweep_arguments(__doc__, "--scales", ["0", "2", "5", "8", "12", "16", "20"], "runs/eval/downbeat-guidance-valid",
+                           str(RESULTS / "downbeat_guidance.md"))
 
     gen = load_for_valid(args.cases, args.model, args.threads)
     summaries, data, wall = sweep(gen, args.cases, args.work, "downbeat_cfg", args.scales, summary, prefix="db")

@@ -18,7 +18,6 @@ The rule:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from control_guidance import ROW, _mean, _row, summarise  # noqa: E402
-from valid_sweep import choose, header, load_for_valid, sweep  # noqa: E402
+from valid_sweep import choose, header, load_for_valid, sweep, sweep_arguments  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("I", "II", "III")
@@ -53,14 +52,7 @@ FLOORS = (("melody_accuracy_mean", 1.0, "melody"), ("beat_f1_mean", 1.0, "beat F
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", nargs="+", default=["runs/eval/valid-extracted", "runs/eval/valid-created"])
-    ap.add_argument("--strengths", nargs="+", default=["0", "0.5", "1"], help="candidates, weakest first; the first is the baseline")
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--work", default="runs/eval/dynamics-guidance-valid")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(RESULTS / "dynamics_guidance.md"))
-    args = ap.parse_args()
+    args = sweep_arguments(__doc__, "--strengths", ["0", "0.5", "1"], "runs/eval/dynamics-guidance-valid", str(RESULTS / "dynamics_guidance.md"))
 
     gen = load_for_valid(args.cases, args.model, args.threads)
     summaries, data, wall = sweep(gen, args.cases, args.work, "dynamics_guidance", args.strengths, summary, prefix="dg")

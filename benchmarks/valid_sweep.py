@@ -2,18 +2,35 @@
 
 ``dynamics_guidance.py`` and ``downbeat_guidance.py`` each fix a rule, run ``cadenza eval`` once
 per candidate value on the same valid cases and seeds (all three controls), and write a table
-with the winner. The loading, the refusal of test sets, the loop and the table's header are
+with the winner. The command line, the loading, the refusal of test sets, the loop and the table's header are
 the same for both and live here; each script keeps its rule, its summary and its columns.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 Floor = tuple[str, float, str]  # (summary key, how many points below the baseline it may fall, its name)
+
+
+VALID_CASES = ["runs/eval/valid-extracted", "runs/eval/valid-created"]
+
+
+def sweep_arguments(doc: str, flag: str, candidates: Sequence[str], work: str, out: str) -> argparse.Namespace:
+    """The command line every sweep takes: the valid cases, its candidates (``flag``, weakest first;
+    the first is the baseline), the model, the work folder, threads and the table it writes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--cases", nargs="+", default=VALID_CASES)
+    ap.add_argument(flag, nargs="+", default=list(candidates), help="candidates, weakest first; the first is the baseline")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--work", default=work)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=out)
+    return ap.parse_args()
 
 
 def load_for_valid(cases: Sequence[str], model: str | None, threads: int):
