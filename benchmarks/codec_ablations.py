@@ -105,7 +105,10 @@ def main() -> None:
     torch.set_num_threads(2)
     rows = bottleneck(args.codec, args.manifest, args.val_clips, args.train_clips, args.seconds)
     base = json.loads((ROOT / "cadenza/configs/codec/small.json").read_text())["model"]
-    runs = [ablation(*spec.split("=", 1)[:1], Path(spec.split("=", 1)[1]), base) for spec in args.runs]
+    runs = []
+    for spec in args.runs:
+        name, _, folder = spec.partition("=")
+        runs.append(ablation(name, Path(folder), base))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result = {"benchmark": "codec_ablations", "git_commit": commit, "config": vars(args), "bottleneck": rows, "ablations": runs}
     write_json_atomic(Path(args.out).with_suffix(".json"), result)
